@@ -1,0 +1,174 @@
+"""Transformer layers in the papers' convention: tokens are columns, X in R^{d x m}.
+
+Att(x, X) = sum_i W_o^i W_v^i X softmax((W_k^i X)^T W_q^i x)   (Wang et al. 2023, Def. 1; Hu et al. 2024 §1.2)
+MLP(X)_{:,j} = X_{:,j} + W_2 ReLU(W_1 X_{:,j} + b_1) + b_2       (residual, no layer norm)
+tau(X) = MLP(X + Att(X, X))
+
+One array-API code path: every function takes arrays of numpy, torch or jax and works in their
+namespace (array_api_compat.array_namespace). No 1/sqrt(d) scale: it is absorbed into W_k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as array_device
+
+
+def softmax_columns(S, xp=None):
+    """Column-wise softmax (each column is one query, normalised over the keys, axis 0)."""
+    xp = xp or array_namespace(S)
+    Z = S - xp.max(S, axis=0, keepdims=True)
+    E = xp.exp(Z)
+    return E / xp.sum(E, axis=0, keepdims=True)
+
+
+def hardmax_columns(S, xp=None):
+    """Column-wise hardmax: uniform weight on the tied maxima of each column (Yun et al. 2020)."""
+    xp = xp or array_namespace(S)
+    top = xp.max(S, axis=0, keepdims=True)
+    hit = xp.astype(S == top, S.dtype)
+    return hit / xp.sum(hit, axis=0, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Head:
+    """One attention head; shapes W_q, W_k, W_v: s x d, W_o: d x s."""
+
+    Wq: object
+    Wk: object
+    Wv: object
+    Wo: object
+
+
+def attention_weights(head: Head, Xq, Xk, *, hard: bool = False, causal_offset: int | None = None):
+    """Column-stochastic weights A (keys x queries) of one head: A = softmax((W_k Xk)^T W_q Xq).
+
+    causal_offset: if given, query j (0-based among Xq) may attend to keys 0 .. causal_offset + j.
+    """
+    xp = array_namespace(Xq, Xk)
+    S = xp.matmul(xp.matmul(head.Wk, Xk).T, xp.matmul(head.Wq, Xq))
+    if causal_offset is not None:
+        nk, nq = S.shape
+        allowed = np.arange(nk)[:, None] <= causal_offset + np.arange(nq)[None, :]
+        dev = array_device(S)
+        S = xp.where(xp.asarray(allowed, device=dev), S, xp.asarray(-xp.inf, dtype=S.dtype, device=dev))
+    return hardmax_columns(S, xp) if hard else softmax_columns(S, xp)
+
+
+def head_attention(head: Head, Xq, Xk, *, hard: bool = False, causal_offset: int | None = None):
+    """W_o W_v Xk A: the output of one head for the queries Xq over the keys/values Xk."""
+    xp = array_namespace(Xq, Xk)
+    A = attention_weights(head, Xq, Xk, hard=hard, causal_offset=causal_offset)
+    return xp.matmul(head.Wo, xp.matmul(xp.matmul(head.Wv, Xk), A))
+
+
+def attention(heads, Xq, Xk, *, hard: bool = False, causal_offset: int | None = None):
+    """Multi-head cross attention Att(Xq, Xk) = sum_i head_i(Xq, Xk) (no residual)."""
+    if isinstance(heads, Head):
+        heads = (heads,)
+    out = None
+    for h in heads:
+        o = head_attention(h, Xq, Xk, hard=hard, causal_offset=causal_offset)
+        out = o if out is None else out + o
+    return out
+
+
+@dataclass(frozen=True)
+class MLP:
+    """Residual ReLU MLP x -> x + W_2 ReLU(W_1 x + b_1) + b_2, applied token-wise (columns)."""
+
+    W1: object
+    b1: object
+    W2: object
+    b2: object
+
+    def residual_part(self, X):
+        xp = array_namespace(X)
+        H = xp.matmul(self.W1, X) + self.b1[:, None]
+        return xp.matmul(self.W2, xp.maximum(H, xp.zeros_like(H))) + self.b2[:, None]
+
+    def __call__(self, X):
+        return X + self.residual_part(X)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """tau(X) = MLP(X + Att(X, X)); a prompt P is prepended and the last m columns are read."""
+
+    heads: tuple
+    mlp: MLP
+    hard: bool = False
+    causal: bool = False
+
+    def __call__(self, X):
+        A = attention(self.heads, X, X, hard=self.hard, causal_offset=0 if self.causal else None)
+        return self.mlp(X + A)
+
+
+def prepend(P, X):
+    """[P, X]: the soft prompt's columns first."""
+    xp = array_namespace(P, X)
+    return xp.concat([P, X], axis=1)
+
+
+def prompt_tuned(layers, P, X):
+    """X -> tau([P, X])_{:, m_p:}: run the frozen stack on the prompted input, read the input columns."""
+    Z = prepend(P, X)
+    for layer in layers if isinstance(layers, (list, tuple)) else (layers,):
+        Z = layer(Z)
+    return Z[:, P.shape[1] :]
+
+
+def prompt_mixture(head: Head, x, P, X):
+    """Wang et al. 2023 §2.2 decomposition for one head and one query x (a column, d x 1).
+
+    Returns (lam, att_P, att_X) with Att(x, [P, X]) = lam * att_P + (1 - lam) * att_X and
+    lam = Z_P / (Z_P + Z_X), Z_S = sum_{s in S} exp(s^T W_k^T W_q x). Computed in log-space so
+    that lam is accurate even when one mass underflows.
+    """
+    xp = array_namespace(x, P, X)
+    g = xp.matmul(head.Wq, x)
+
+    def logmass(S):
+        s = xp.matmul(xp.matmul(head.Wk, S).T, g)[:, 0]
+        m = xp.max(s)
+        return m + xp.log(xp.sum(xp.exp(s - m)))
+
+    lp, lx = logmass(P), logmass(X)
+    lam = 1.0 / (1.0 + xp.exp(lx - lp))
+    return lam, head_attention(head, x, P), head_attention(head, x, X)
+
+
+def random_head(rng: np.random.Generator, d: int, s: int, scale: float = 1.0) -> Head:
+    """A head with Gaussian weights of standard deviation scale / sqrt(d) (numpy float64)."""
+    sd = scale / np.sqrt(d)
+    return Head(*(rng.normal(0.0, sd, size=sh) for sh in ((s, d), (s, d), (s, d), (d, s))))
+
+
+def head_to(backend, head: Head) -> Head:
+    """The same head with its weights moved to ``backend`` (dtype and device)."""
+    return Head(*(backend.asarray(w) for w in (head.Wq, head.Wk, head.Wv, head.Wo)))
+
+
+def mlp_to(backend, mlp: MLP) -> MLP:
+    return MLP(*(backend.asarray(w) for w in (mlp.W1, mlp.b1, mlp.W2, mlp.b2)))
+
+
+def spectral_norm(W) -> float:
+    return float(np.linalg.norm(np.asarray(W, dtype=np.float64), 2))
+
+
+def random_contractive_mlp(rng: np.random.Generator, d: int, r: int, kappa: float, bias_scale: float = 1.0) -> MLP:
+    """A residual MLP whose residual branch has Lipschitz constant <= ||W_1|| ||W_2|| = kappa exactly.
+
+    With kappa < 1 the MLP is a bijection of R^d (i-ResNet lemma, Behrmann et al. 2019).
+    """
+    if not 0.0 <= kappa:
+        raise ValueError(f"kappa must be >= 0, got {kappa}")
+    W1 = rng.normal(size=(r, d))
+    W2 = rng.normal(size=(d, r))
+    c = np.sqrt(kappa / (spectral_norm(W1) * spectral_norm(W2))) if kappa > 0 else 0.0
+    return MLP(W1 * c, rng.normal(scale=bias_scale, size=r), W2 * c, rng.normal(scale=bias_scale, size=d))

@@ -1,0 +1,1 @@
+"""The claims: one module per constructions module. Every module here is imported by verify.discovery."""

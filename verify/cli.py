@@ -1,0 +1,339 @@
+"""The command line: prompt-limits {list, run, mutants, replay, report, baseline, bench, experiment}.
+
+Exit codes: 0 all as expected; 1 a confirmed counterexample, a check error, an uncaught mutant or a
+gate regression; 2 bad usage (unknown claim, missing backend or device, corrupt file, import failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+from verify import codec
+from verify.backends import Backend, BackendUnavailable
+from verify.claims import REGISTRY, ClaimError
+from verify.discovery import ClaimModuleError, load
+from verify.report import _fmt_ratio
+from verify.settings import PROFILES, default_profile
+
+
+class UsageError(Exception):
+    pass
+
+
+def _backends(args) -> list[Backend]:
+    names = [n for part in (args.backend or ["numpy"]) for n in part.split(",") if n]
+    dtypes = [n for part in (args.dtype or ["float64"]) for n in part.split(",") if n]
+    out = []
+    for n in names:
+        for dt in dtypes:
+            try:
+                out.append(Backend(name=n, dtype=dt, device=args.device).ensure())
+            except BackendUnavailable as exc:
+                raise UsageError(str(exc)) from None
+    return out
+
+
+def _progress(total: int, enabled: bool):
+    if enabled:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(total=total, unit="ex", leave=False, file=sys.stderr, dynamic_ncols=True)
+        except ImportError:
+            pass
+    return None
+
+
+def cmd_list(args) -> int:
+    load(args.claims)
+    from tabulate import tabulate
+
+    rows = [[c.id, c.source, c.provenance, c.precision, ",".join(c.backends), len(c.mutants), c.statement]
+            for c in REGISTRY.select(args.patterns)]
+    fmt = {"md": "github", "plain": "simple"}[args.format]
+    print(tabulate(rows, headers=["claim", "source", "provenance", "precision", "backends", "mutants", "statement"],
+                   tablefmt=fmt, disable_numparse=True))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from verify import counterexample, runner
+    from verify.extras import TABLES
+    from verify.gate import load_baseline, regressions
+    from verify.report import ReportWriter
+
+    load(args.claims)
+    claims = REGISTRY.select(args.patterns)
+    backends = _backends(args)
+    baseline = load_baseline(Path(args.gate)) if args.gate else None
+    profile = args.profile or default_profile()
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    out = Path(args.out)
+    writer = ReportWriter(out, {"profile": profile, "seed": seed, "backends": [b.label for b in backends],
+                                "patterns": args.patterns, "claims_modules": args.claims or []})
+    jobs = [(c, b) for c in claims for b in backends if b.name in c.backends]
+    skipped = [(c, b) for c in claims for b in backends if b.name not in c.backends]
+    tty = sys.stderr.isatty() and not args.quiet
+    print(f"prompt-limits: {len(jobs)} claim×backend runs, profile {profile}, seed {seed}"
+          + (f" ({len(skipped)} pairs not applicable: claim does not support that backend)" if skipped else ""),
+          file=sys.stderr)
+    bad = 0
+    interrupted = False
+    try:
+        for i, (c, b) in enumerate(jobs, 1):
+            bar = _progress(c.max_examples or 0, tty)
+            if bar is not None:
+                bar.set_description(f"[{i}/{len(jobs)}] {c.id} {b.name}")
+                bar.total = None
+
+            def tick(res, ev, bar=bar):
+                if bar is not None:
+                    bar.set_postfix_str(f"worst {res.worst.ratio if res.worst else ev.ratio:.4g}")
+                    bar.update(1)
+
+            row, res = runner.run_claim(c, b, profile=profile, max_seconds=args.max_seconds, seed=seed, on_example=tick)
+            if bar is not None:
+                bar.close()
+            if res.found:
+                path = counterexample.write(c, b, res, out / "counterexamples", profile=profile,
+                                            modules=args.claims or [])
+                row.counterexample_file = str(path)
+            writer.add(row.to_json())
+            ok = row.as_expected or row.status.startswith("out_of_reach")
+            bad += not ok
+            worst = _fmt_ratio(row.worst_ratio)
+            line = (f"[{i}/{len(jobs)}] {c.id} on {b.label}: {row.status} · tried {row.tried}"
+                    f" · worst ratio {worst} · {row.seconds:.1f}s")
+            if row.counterexample_file:
+                line += f"\n    replay: prompt-limits replay {row.counterexample_file}"
+            print(line, file=sys.stderr)
+        if not args.no_tables:
+            for t in TABLES.values():
+                if t.in_report:
+                    try:
+                        headers, rows, notes = t.fn(max_seconds=args.tables_seconds)
+                    except Exception as exc:  # a table is documentation: report its failure, don't lose the run
+                        headers, rows, notes = ["error"], [[f"{exc.__class__.__name__}: {exc}"]], ""
+                    writer.add_table(t.name, t.title, headers, rows, notes)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted: the report holds the claims that finished", file=sys.stderr)
+    writer.finish(interrupted)
+    from verify.report import render_markdown
+
+    doc = writer.doc
+    if not args.quiet:
+        print(render_markdown({**doc, "tables": []}).split("\n\n", 2)[-1].split("\n## ")[0])
+    print(f"report: {out / 'latest.md'} and {out / 'latest.json'}", file=sys.stderr)
+    rc = 1 if bad else 0
+    if baseline is not None:
+        probs = regressions(baseline, doc["rows"], patterns=args.patterns, backends=[b.label for b in backends],
+                            known_ids={c.id for c in REGISTRY.all()})
+        if interrupted:
+            probs = []
+        for p in probs:
+            print(f"gate: {p}", file=sys.stderr)
+        print(f"gate: {'FAILED' if probs else 'passed'} against {args.gate} ({len(probs)} regression(s))",
+              file=sys.stderr)
+        rc = rc or (1 if probs else 0)
+    if interrupted:
+        return 130
+    return rc
+
+
+def cmd_mutants(args) -> int:
+    from verify.runner import hunt
+
+    load(args.claims)
+    backend = _backends(args)[0]
+    profile = args.profile or default_profile()
+    missed = 0
+    rows = []
+    for c in REGISTRY.select(args.patterns):
+        if not c.mutants:
+            print(f"{c.id}: NO MUTANT (every claim needs one)", file=sys.stderr)
+            missed += 1
+        for m in c.mutants:
+            res = hunt(c, backend, check=m.check, strategy=m.strategy, profile=profile,
+                       max_seconds=args.max_seconds, seed=args.seed, shrink=False)
+            caught = res.found
+            missed += not caught
+            ratio = res.failure.ratio if caught else (res.worst.ratio if res.worst else None)
+            rows.append([c.id, m.name, "caught" if caught else "MISSED", res.tried,
+                         "—" if ratio is None else f"{ratio:.6g}", f"{res.seconds:.1f}", res.error or ""])
+            print(f"{c.id} / {m.name}: {'caught' if caught else 'MISSED'} after {res.tried} instances", file=sys.stderr)
+    from tabulate import tabulate
+
+    print(tabulate(rows, headers=["claim", "mutant", "verdict", "tried", "ratio", "s", "error"], tablefmt="github",
+                   disable_numparse=True))
+    return 1 if missed else 0
+
+
+def cmd_replay(args) -> int:
+    from verify import counterexample
+
+    try:
+        doc = codec.load_counterexample(args.file)
+    except codec.CorruptFile as exc:
+        raise UsageError(str(exc)) from None
+    load(list(dict.fromkeys((args.claims or []) + list(doc.get("claims_modules") or []))))
+    claim = REGISTRY.get(doc["claim"])
+    try:
+        ev, trail, same = counterexample.replay(doc, claim)
+    except BackendUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    print(f"claim:     {claim.id} — {claim.statement}")
+    print(f"source:    {claim.source} ({claim.provenance})")
+    print(f"backend:   {doc['backend']}")
+    print(f"instance:  {json.dumps(codec.encode(doc['instance']))[:2000]}")
+    print(f"observed:  {ev.observed!r}")
+    print(f"bound:     {ev.bound!r}")
+    print(f"ratio:     {ev.ratio!r} (margin {ev.margin!r})")
+    print(f"precision: {ev.precision}; ladder: " + ", ".join(f"{lab} -> {r:.6g}" for lab, r in trail))
+    if ev.notes:
+        print(f"notes:     {ev.notes}")
+    print("reproduced bit for bit" if same else f"NOT reproduced: stored evidence was {doc['evidence']}")
+    return 0 if same else 1
+
+
+def cmd_report(args) -> int:
+    from verify.extras import TABLES
+    from verify.report import load_report, render_latex, render_markdown
+
+    if args.sizes:
+        load(args.claims)
+        if args.sizes not in TABLES:
+            raise UsageError(f"no table named {args.sizes!r}; known: {', '.join(sorted(TABLES)) or 'none'}")
+        from tabulate import tabulate
+
+        t = TABLES[args.sizes]
+        headers, rows, notes = t.fn(max_seconds=args.max_seconds)
+        print(f"# {t.title}\n")
+        print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+        if notes:
+            print(f"\n{notes}")
+        return 0
+    try:
+        doc = load_report(Path(args.input))
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read report {args.input}: {exc}") from None
+    print(render_latex(doc) if args.format == "latex" else json.dumps(doc, indent=1) if args.format == "json"
+          else render_markdown(doc))
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from verify.gate import baseline_from
+    from verify.report import load_report
+
+    try:
+        doc = load_report(Path(args.input))
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read report {args.input}: {exc}") from None
+    if doc["meta"].get("interrupted"):
+        raise UsageError(f"{args.input} is from an interrupted run; rerun before writing a baseline")
+    base = baseline_from(doc)
+    Path(args.out).write_text(json.dumps(base, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"baseline: {len(base['claims'])} entries written to {args.out}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    if args.what != "attention":
+        raise UsageError(f"unknown benchmark {args.what!r}; known: attention")
+    from verify import bench
+
+    return bench.attention_main(args.rest)
+
+
+def cmd_experiment(args) -> int:
+    if args.what != "wang23":
+        raise UsageError(f"unknown experiment {args.what!r}; known: wang23")
+    from verify import experiments
+
+    return experiments.wang23_main(args.rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prompt-limits",
+                                description="Property-based verification of prompt-tuning theory.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp, backends=True):
+        sp.add_argument("--claims", action="append", metavar="MODULE",
+                        help="also import this module (dotted name or .py path) of user claims; repeatable")
+        if backends:
+            sp.add_argument("--backend", action="append", metavar="NAME",
+                            help="numpy | torch | jax (repeatable or comma-separated; default numpy)")
+            sp.add_argument("--dtype", action="append", metavar="DTYPE", help="float64 (default) | float32")
+            sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+            sp.add_argument("--profile", choices=PROFILES, help="Hypothesis profile (default: ci under CI, else dev)")
+            sp.add_argument("--seed", type=int, help="Hypothesis seed (recorded in the report)")
+            sp.add_argument("--max-seconds", type=float, default=60.0, help="time budget per claim (default 60)")
+
+    sp = sub.add_parser("list", help="the claims, their sources and provenance")
+    sp.add_argument("patterns", nargs="*")
+    sp.add_argument("--format", choices=["plain", "md"], default="plain")
+    common(sp, backends=False)
+    sp.set_defaults(fn=cmd_list)
+
+    sp = sub.add_parser("run", help="hunt for counterexamples; write reports/latest.{md,json}")
+    sp.add_argument("patterns", nargs="*", help="claim ids or globs, e.g. 'hu24.*' (default: all)")
+    common(sp)
+    sp.add_argument("--out", default="reports", help="report directory (default reports)")
+    sp.add_argument("--gate", metavar="BASELINE", help="exit 1 if a claim that held in BASELINE now fails")
+    sp.add_argument("--no-tables", action="store_true", help="skip the resource tables in the report")
+    sp.add_argument("--tables-seconds", type=float, default=10.0, help="time budget per resource table")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(fn=cmd_run)
+
+    sp = sub.add_parser("mutants", help="check that every mutant of the selected claims is caught")
+    sp.add_argument("patterns", nargs="*")
+    common(sp)
+    sp.set_defaults(fn=cmd_mutants)
+
+    sp = sub.add_parser("replay", help="re-run one counterexample file and print its evidence")
+    sp.add_argument("file")
+    common(sp, backends=False)
+    sp.set_defaults(fn=cmd_replay)
+
+    sp = sub.add_parser("report", help="print the last report (md | latex | json) or a resource table")
+    sp.add_argument("--format", choices=["md", "latex", "json"], default="md")
+    sp.add_argument("--input", default="reports/latest.json")
+    sp.add_argument("--sizes", metavar="NAME", help="print a registered growth table, e.g. hu24")
+    sp.add_argument("--max-seconds", type=float, default=60.0)
+    common(sp, backends=False)
+    sp.set_defaults(fn=cmd_report)
+
+    sp = sub.add_parser("baseline", help="write a gating baseline from the last report")
+    sp.add_argument("--input", default="reports/latest.json")
+    sp.add_argument("--out", default="reports/baseline.json")
+    sp.set_defaults(fn=cmd_baseline)
+
+    sp = sub.add_parser("bench", help="benchmarks: attention")
+    sp.add_argument("what")
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
+    sp.set_defaults(fn=cmd_bench)
+
+    sp = sub.add_parser("experiment", help="reproduced experiments: wang23")
+    sp.add_argument("what")
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
+    sp.set_defaults(fn=cmd_experiment)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (UsageError, ClaimError, ClaimModuleError, ValueError) as exc:
+        print(f"prompt-limits: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

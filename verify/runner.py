@@ -1,0 +1,249 @@
+"""The runner: hunt each claim with Hypothesis, re-check suspect failures up the precision ladder.
+
+For one (claim, backend) it records: instances tried, rejected (with reasons), the worst ratio and
+its instance, the precision that decided, time, and a confirmed counterexample if any. Mutants
+are hunted the same way; a mutant is caught when a confirmed violation is found.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hypothesis import given, reject, settings, target
+from hypothesis import seed as hyp_seed
+from hypothesis.errors import Unsatisfiable
+
+from verify.backends import Backend, rungs_above
+from verify.claims import Claim, Evidence, OutOfReach, UnsupportedPrecision
+from verify.settings import profile_settings
+
+
+class _Budget(Exception):
+    """Raised inside the Hypothesis body when the per-claim time budget is spent."""
+
+
+class _Violation(AssertionError):
+    """Raised inside the Hypothesis body on a confirmed violation, so Hypothesis shrinks it."""
+
+
+@dataclass
+class Decision:
+    evidence: Evidence
+    trail: list  # [(precision label, ratio)] for every rung evaluated
+    rescued: bool = False
+
+
+def decide(claim: Claim, check, instance, backend: Backend, ev: Evidence) -> Decision:
+    """Re-check a suspect failure on the ladder's higher rungs; the highest rung evaluated decides.
+
+    With ``claim.rescue`` False the backend's own arithmetic is the subject: no rung may clear it.
+    """
+    ev = ev.with_precision(backend.precision)
+    trail = [(backend.label, ev.ratio)]
+    if ev.ratio <= 1.0 or not claim.rescue:
+        return Decision(ev, trail)
+    for rung in rungs_above(backend, claim.ladder, dps=50):
+        try:
+            ev2 = check(instance, rung)
+        except (UnsupportedPrecision, OutOfReach, NotImplementedError, AttributeError):
+            # the check does not implement this rung (e.g. asks an mpmath backend for .xp): the
+            # lower rung's verdict stands and the report names it as the deciding precision.
+            break
+        ev2 = ev2.with_precision(rung.precision)
+        trail.append((rung.label, ev2.ratio))
+        ev = ev2
+        if ev2.ratio <= 1.0:
+            return Decision(ev2, trail, rescued=True)
+    return Decision(ev, trail)
+
+
+@dataclass
+class HuntResult:
+    tried: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    rescued: int = 0
+    worst: Evidence | None = None
+    worst_instance: object = None
+    worst_trail: list = field(default_factory=list)
+    failure: Evidence | None = None
+    failure_instance: object = None
+    failure_trail: list = field(default_factory=list)
+    error: str | None = None
+    error_instance: object = None
+    seconds: float = 0.0
+    budget_hit: bool = False
+    seed: int | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.failure is not None
+
+
+def _finite(r: float) -> float:
+    return r if math.isfinite(r) else 1e300
+
+
+def hunt(
+    claim: Claim,
+    backend: Backend,
+    *,
+    check=None,
+    strategy=None,
+    profile: str = "dev",
+    max_examples: int | None = None,
+    max_seconds: float = 60.0,
+    seed: int | None = None,
+    on_example=None,
+    shrink: bool = True,
+) -> HuntResult:
+    """Run ``check`` (default: the claim's) under Hypothesis; stop at the first confirmed violation."""
+    check = check or claim.check
+    strategy = strategy if strategy is not None else claim.strategy
+    base = profile_settings(profile)
+    n = max_examples or claim.max_examples and min(claim.max_examples, base.max_examples) or base.max_examples
+    res = HuntResult(seed=seed)
+    t0 = time.monotonic()
+    deadline = t0 + max_seconds
+
+    def body(instance):
+        if time.monotonic() > deadline:
+            res.budget_hit = True
+            if res.found:
+                return  # over budget while shrinking: keep the smallest failure seen so far
+            raise _Budget()
+        res.tried += 1
+        try:
+            ev = check(instance, backend)
+        except OutOfReach as exc:
+            res.rejected[exc.reason] += 1
+            reject()
+        except Exception as exc:
+            res.error = f"{exc.__class__.__name__}: {exc}"
+            res.error_instance = copy.deepcopy(instance)
+            raise
+        if not isinstance(ev, Evidence):
+            res.error = f"check returned {type(ev).__name__}, not verify.Evidence"
+            raise TypeError(res.error)
+        d = decide(claim, check, instance, backend, ev)
+        if d.rescued:
+            res.rescued += 1
+        if on_example:
+            on_example(res, d.evidence)
+        target(_finite(d.evidence.ratio), label="ratio")
+        if res.worst is None or d.evidence.ratio > res.worst.ratio:
+            res.worst, res.worst_instance, res.worst_trail = d.evidence, copy.deepcopy(instance), d.trail
+        if d.evidence.ratio > 1.0:
+            if res.failure is None or _size(instance) <= _size(res.failure_instance):
+                res.failure, res.failure_instance, res.failure_trail = d.evidence, copy.deepcopy(instance), d.trail
+            raise _Violation(f"ratio {d.evidence.ratio:.6g} > 1")
+
+    phases = tuple(p for p in base.phases if shrink or p.name != "shrink")
+    test = settings(base, max_examples=n, database=None, deadline=None, phases=phases,
+                    report_multiple_bugs=False)(given(strategy)(body))
+    if seed is not None:
+        test = hyp_seed(seed)(test)
+    try:
+        test()
+    except _Budget:
+        pass
+    except Unsatisfiable:
+        pass
+    except Exception:
+        # Hypothesis re-raises the (shrunk) failure; what we recorded in `res` is the verdict. A final
+        # replay that returned early (budget spent while shrinking) surfaces as Flaky: same verdict.
+        if not res.found and res.error is None:
+            raise
+    res.seconds = time.monotonic() - t0
+    return res
+
+
+def _size(instance) -> int:
+    return len(repr(instance))
+
+
+@dataclass
+class ClaimResult:
+    """One report row: a claim on one backend."""
+
+    claim_id: str
+    source: str
+    provenance: str
+    statement: str
+    backend: str
+    tried: int
+    rejected: dict
+    worst_ratio: float | None
+    precision: str | None
+    status: str
+    seconds: float
+    expected: str = "holds"
+    expect_reason: str = ""
+    rescued: int = 0
+    worst_evidence: dict | None = None
+    counterexample_file: str | None = None
+    notes: str = ""
+
+    @property
+    def margin(self) -> float | None:
+        return None if self.worst_ratio is None else 1.0 - self.worst_ratio
+
+    @property
+    def as_expected(self) -> bool:
+        return self.status.split(":")[0] == self.expected
+
+    def to_json(self) -> dict:
+        from verify.claims import _jfloat
+
+        d = dict(self.__dict__)
+        d["worst_ratio"] = None if self.worst_ratio is None else _jfloat(self.worst_ratio)
+        d["margin"] = None if self.margin is None else _jfloat(self.margin)
+        d["as_expected"] = self.as_expected
+        return d
+
+
+def status_of(claim: Claim, res: HuntResult) -> tuple[str, str]:
+    """(status, notes) from a hunt: holds | counterexample | out_of_reach: reason | error: reason."""
+    if res.error is not None:
+        return f"error: {res.error}", "the check raised; this is a defect of the check, not a verdict"
+    if res.found:
+        return "counterexample", ""
+    if res.tried - sum(res.rejected.values()) <= 0:
+        reason = res.rejected.most_common(1)[0][0] if res.rejected else "no instance could be drawn"
+        return f"out_of_reach: {reason}", ""
+    notes = ""
+    if res.rejected:
+        notes = "; ".join(f"{n} out of reach ({r})" for r, n in res.rejected.most_common(3))
+    return "holds", notes
+
+
+def run_claim(claim: Claim, backend: Backend, **kw) -> tuple[ClaimResult, HuntResult]:
+    res = hunt(claim, backend, **kw)
+    status, notes = status_of(claim, res)
+    ev = res.failure or res.worst
+    if res.budget_hit and not res.found:
+        notes = "; ".join(filter(None, [notes, f"time budget reached after {res.tried} instances"]))
+    if res.rescued:
+        notes = "; ".join(filter(None, [notes, f"{res.rescued} float failure(s) cleared by higher precision"]))
+    row = ClaimResult(
+        claim_id=claim.id,
+        source=claim.source,
+        provenance=claim.provenance,
+        statement=claim.statement,
+        backend=backend.label,
+        tried=res.tried,
+        rejected=dict(res.rejected),
+        worst_ratio=None if ev is None else ev.ratio,
+        precision=None if ev is None else ev.precision,
+        status=status,
+        seconds=round(res.seconds, 3),
+        expected=claim.expect,
+        expect_reason=claim.expect_reason,
+        rescued=res.rescued,
+        worst_evidence=None if ev is None else ev.to_json(),
+        notes=notes,
+    )
+    return row, res
