@@ -123,11 +123,20 @@ def cmd_run(args) -> int:
         interrupted = True
         print("interrupted: the report holds the claims that finished", file=sys.stderr)
     writer.finish(interrupted)
-    from verify.report import render_markdown
-
     doc = writer.doc
     if not args.quiet:
-        print(render_markdown({**doc, "tables": []}).split("\n\n", 2)[-1].split("\n## ")[0])
+        from tabulate import tabulate
+
+        from verify.report import HEADERS, table_rows
+
+        keep = [HEADERS.index(h) for h in ("claim", "backend", "tried", "worst ratio", "margin", "precision",
+                                           "status", "s")]
+        print(tabulate([[r[i] for i in keep] for r in table_rows(doc["rows"])], headers=[HEADERS[i] for i in keep],
+                       tablefmt="github", disable_numparse=True))
+    if args.format == "latex":
+        from verify.report import render_latex
+
+        (out / "latest.tex").write_text(render_latex(doc), encoding="utf-8")
     print(f"report: {out / 'latest.md'} and {out / 'latest.json'}", file=sys.stderr)
     rc = 1 if bad else 0
     if baseline is not None:
@@ -288,7 +297,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--gate", metavar="BASELINE", help="exit 1 if a claim that held in BASELINE now fails")
     sp.add_argument("--no-tables", action="store_true", help="skip the resource tables in the report")
     sp.add_argument("--tables-seconds", type=float, default=10.0, help="time budget per resource table")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar and no table on stdout")
+    sp.add_argument("--format", choices=["md", "latex"], default="md",
+                    help="latex also writes reports/latest.tex (booktabs) for a paper")
     sp.set_defaults(fn=cmd_run)
 
     sp = sub.add_parser("mutants", help="check that every mutant of the selected claims is caught")

@@ -184,6 +184,7 @@ class ClaimResult:
     expect_reason: str = ""
     rescued: int = 0
     worst_evidence: dict | None = None
+    worst_instance: object = None
     counterexample_file: str | None = None
     notes: str = ""
 
@@ -244,6 +245,19 @@ def run_claim(claim: Claim, backend: Backend, **kw) -> tuple[ClaimResult, HuntRe
         expect_reason=claim.expect_reason,
         rescued=res.rescued,
         worst_evidence=None if ev is None else ev.to_json(),
+        worst_instance=_encoded(res.failure_instance if res.found else res.worst_instance),
         notes=notes,
     )
     return row, res
+
+
+def _encoded(instance, limit: int = 20000):
+    """The instance as JSON for the report; very large ones are summarised, not inlined."""
+    from verify import codec
+
+    try:
+        enc = codec.encode(instance)
+    except TypeError as exc:
+        return f"not encodable: {exc}"
+    size = len(codec.dumps(enc))
+    return enc if size <= limit else f"omitted ({size} characters of JSON)"
