@@ -163,3 +163,22 @@ def test_gate_flags_regressions_and_disappearances():
     # backends that did not run and unselected claims are out of scope
     assert regressions(base, [], patterns=["b.*"], backends=["numpy/float64/cpu"], known_ids=set()) == []
     assert regressions(base, [], patterns=None, backends=["torch/float64/cpu"], known_ids=set()) == []
+
+
+@pytest.mark.exact
+def test_arb_rung_sets_and_restores_precision():
+    flint = pytest.importorskip("flint", reason="python-flint (the exact extra) is not installed")
+    before = flint.ctx.dps
+    with Backend("arb", dps=80).arb() as f:
+        x = f.arb(2).sqrt()
+        assert f.ctx.dps == 80 and x.rad() < f.arb("1e-78")
+    assert flint.ctx.dps == before
+
+
+def test_mpmath_backend_context_is_private():
+    import mpmath
+
+    before = mpmath.mp.dps
+    ctx = Backend("mpmath", dps=120).mp
+    assert ctx.dps == 120 and mpmath.mp.dps == before
+    assert abs(ctx.sqrt(2) ** 2 - 2) < ctx.mpf(10) ** -115

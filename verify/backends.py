@@ -131,6 +131,30 @@ class Backend:
         ctx.dps = self.dps
         return ctx
 
+    def arb(self):
+        """python-flint with its (global) working precision set to ``dps`` digits, as a context manager.
+
+        Usage: ``with backend.arb() as flint: x = flint.arb(2).sqrt()``; the previous precision is
+        restored on exit, so checks at different digits do not leak into each other.
+        """
+        import contextlib
+
+        try:
+            import flint
+        except ImportError:
+            raise BackendUnavailable("python-flint is not installed (pip install -e '.[exact]')") from None
+
+        @contextlib.contextmanager
+        def ctx():
+            old = flint.ctx.dps
+            flint.ctx.dps = self.dps
+            try:
+                yield flint
+            finally:
+                flint.ctx.dps = old
+
+        return ctx()
+
     @property
     def np_dtype(self):
         return np.float64 if self.dtype == "float64" else np.float32
