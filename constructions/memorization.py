@@ -1,0 +1,506 @@
+"""Table-encoding prompts, value (lookup) FFNs and prompt-length counting (Hu et al. 2024 §2.5, §3.3, §3.5).
+
+Reconstruction [D] (hu2024.md; the paper's exact PT_memo statement was not available):
+
+* table prompt P_f = [T_f[G_1], ..., T_f[G_N]] in R^{d x L N}, N = K^{dL}, grid inputs in token-major
+  lexicographic order (constructions.quantization.grid_index): L_p = L K^{dL};
+* counting bound for constructions whose prompt passes a finite quantizer with K_P levels and whose
+  outputs take K_out levels: K_P^{d L_p} >= K_out^{dL N}  <=>  L_p >= L K^{dL} log K_out / log K_P;
+* value map FF2: residual piecewise-linear interpolation through M sorted nodes (M - 1 hidden ReLUs), or
+  its deep narrow version, M residual layers of 4 ReLUs (bumps) under a target guard.
+
+Every evaluation exists in float64 and in mpmath at a caller-given context (the assembled transformer needs
+hundreds of digits: node gaps reach 10^-281, hu2024.md §3.6).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from constructions.quantization import (
+    GRID_MAX_ENTRIES,
+    _check_K,
+    cell_index,
+    centred_quantize,
+    choose_K,
+    grid_index,
+    grid_size,
+    lookup_table,
+)
+from constructions.transformer import MLP
+
+PROMPT_MAX_ENTRIES = GRID_MAX_ENTRIES  # d * L_p float64 entries of a materialised prompt
+INTERP_MAX_NODES = 2**20  # float64 interpolation FFN: M nodes -> (M - 1) x d weights
+BUMP_MAX_LAYERS = 2**16  # layers of a materialised BumpStack evaluated in float64
+MP_MAX_WORK = 5_000_000  # mpmath multiply-adds per call (nodes x tokens)
+BIGINT_MAX_DIGITS = 1_000_000  # exact prompt-length integers above this many digits are refused
+
+
+# --------------------------------------------------------------------------------------------
+# Table prompt and counting
+# --------------------------------------------------------------------------------------------
+
+
+def prompt_length(d: int, L: int, K) -> int:
+    """L_p = L K^{dL} of the table encoding (hu2024.md §3.3, §5 item 17), an exact Python int."""
+    K = _check_K(K)
+    if d * L * math.log10(max(K, 2)) > BIGINT_MAX_DIGITS:
+        raise ValueError(f"L K^(dL) with dL = {d * L}, K = {K} exceeds budget {BIGINT_MAX_DIGITS} digits")
+    return int(L) * grid_size(d, L, K)
+
+
+def table_prompt(f_or_table, d: int, L: int, K) -> np.ndarray:
+    """P_f (d, L K^{dL}): block i (columns iL .. iL+L-1) is fbar(G_i), cell-centre values.
+
+    f_or_table: a map f on (B, d, L) batches (its surrogate table is formed by lookup_table) or a table of
+    shape (N, d, L) in grid order.
+    """
+    K = _check_K(K)
+    N = grid_size(d, L, K)
+    if N * d * L > PROMPT_MAX_ENTRIES:
+        raise ValueError(f"table prompt of {N} x {d * L} entries exceeds budget {PROMPT_MAX_ENTRIES}")
+    T = lookup_table(f_or_table, d, L, K) if callable(f_or_table) else np.asarray(f_or_table, dtype=np.float64)
+    if T.shape != (N, d, L):
+        raise ValueError(f"table must have shape (K^(dL), d, L) = ({N}, {d}, {L}), got {T.shape}")
+    return np.ascontiguousarray(T.transpose(1, 0, 2).reshape(d, N * L))
+
+
+def lookup_from_prompt(P, X, K, L: int) -> np.ndarray:
+    """The ideal meta-function gbar([P, X]) = P[:, L idx(Q X) : L idx(Q X) + L] (wang2023.md §2.1; (d, L))."""
+    P = np.asarray(P)
+    X = np.asarray(X, dtype=np.float64)
+    i = int(grid_index(cell_index(X, K), K))
+    if (i + 1) * L > P.shape[1]:
+        raise ValueError(f"prompt of {P.shape[1]} columns has no block {i} of length {L}")
+    return P[:, i * L : (i + 1) * L]
+
+
+def counting_lower_bound(d: int, L: int, K, K_out=None, K_P=None) -> float:
+    """L_p >= L K^{dL} log K_out / log K_P (hu2024.md §2.5 [D]): K_P^{d L_p} prompts vs K_out^{dL K^{dL}} tables.
+
+    Valid for constructions whose prompt information passes a quantizer with K_P levels per coordinate.
+    """
+    K = _check_K(K)
+    K_out = K if K_out is None else _check_K(K_out)
+    K_P = K if K_P is None else _check_K(K_P)
+    if K_P < 2:
+        raise ValueError(f"K_P must be >= 2 (a 1-level prompt carries no information), got {K_P}")
+    return float(L) * float(K) ** (d * L) * math.log(K_out) / math.log(K_P)
+
+
+def log_prompt_count(d: int, L_p: int, K_P) -> float:
+    """log #grid prompts = d L_p log K_P."""
+    return d * L_p * math.log(_check_K(K_P))
+
+
+def log_table_count(d: int, L: int, K, K_out=None) -> float:
+    """log #piecewise-constant targets = dL K^{dL} log K_out."""
+    K = _check_K(K)
+    K_out = K if K_out is None else _check_K(K_out)
+    return d * L * float(K) ** (d * L) * math.log(K_out)
+
+
+def value_map_node_count(d: int, L: int, K) -> int:
+    """M = K^{d(L_p + L)} L with L_p = L K^{dL}: contextual ids the value map must place (hu2024.md §2.4)."""
+    K = _check_K(K)
+    Lp = prompt_length(d, L, K)
+    if d * (Lp + L) * math.log10(max(K, 2)) > BIGINT_MAX_DIGITS:
+        raise ValueError(f"M = K^(d(L_p+L)) L has more than budget {BIGINT_MAX_DIGITS} digits")
+    return K ** (d * (Lp + L)) * L
+
+
+def pt_memo_lower_bound(C: float, d: int, L: int, alpha: float, eps: float) -> int:
+    """Prompt tokens L K^{dL} with K = choose_K(C, d, L, alpha, eps): >= L (3 (C + 1/2) (dL)^(1/alpha) / eps)^{dL}.
+
+    The PT_memo shape (hu2024.md §2.5, §5 item 18; reconstructed): exponential in dL, a power dL of 1/eps.
+    """
+    K = choose_K(C, d, L, alpha, eps)
+    return prompt_length(d, L, K)
+
+
+# --------------------------------------------------------------------------------------------
+# Arbitrary finite datasets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class MemorizingPrompt:
+    """A prompt memorizing a finite dataset with distinct quantized inputs (hu2024.md §5 item 24).
+
+    include_keys=False: P holds the centred quantized targets, one L-token block per sample, in increasing
+    idx(Q X^(i)); the reader knows the input set (keys), the prompt carries the targets: L_p = L N_S.
+    include_keys=True: each sample is [centred Q X^(i), centred Q Y^(i)] (2L tokens): the reader needs nothing
+    but P (it matches keys read off P): L_p = 2 L N_S.
+    """
+
+    P: np.ndarray
+    keys: np.ndarray
+    d: int
+    L: int
+    K: int
+    include_keys: bool = False
+
+    @property
+    def length(self) -> int:
+        return int(self.P.shape[1])
+
+    def _keys_from_prompt(self) -> np.ndarray:
+        n = self.keys.size
+        blocks = self.P.reshape(self.d, n, 2 * self.L)[:, :, : self.L].transpose(1, 0, 2)
+        return grid_index(cell_index(blocks, self.K), self.K)
+
+    def decode(self, X) -> np.ndarray:
+        """The stored target block (d, L) for input X; ValueError if Q X is not one of the dataset's cells."""
+        i = int(grid_index(cell_index(X, self.K), self.K))
+        keys = self._keys_from_prompt() if self.include_keys else self.keys
+        r = int(np.searchsorted(keys, i))
+        if r >= keys.size or keys[r] != i:
+            raise ValueError(f"input cell {i} is not in the memorized dataset")
+        w = 2 * self.L if self.include_keys else self.L
+        o = r * w + (self.L if self.include_keys else 0)
+        return self.P[:, o : o + self.L]
+
+
+def memorizing_prompt_length(n_samples: int, L: int, include_keys: bool = False) -> int:
+    """L N_S (targets only) or 2 L N_S (keys and targets)."""
+    return (2 if include_keys else 1) * int(L) * int(n_samples)
+
+
+def memorization_counting_bound(n_samples: int, d: int, L: int, K, K_out=None, K_P=None, include_keys=False):
+    """Counting lower bound on L_p for memorizing N_S samples.
+
+    Known input set: K_P^{d L_p} >= K_out^{dL N_S}  <=>  L_p >= L N_S log K_out / log K_P.
+    Unknown input set (keys in the prompt): K_P^{d L_p} >= binom(K^{dL}, N_S) K_out^{dL N_S}.
+    """
+    K = _check_K(K)
+    K_out = K if K_out is None else _check_K(K_out)
+    K_P = K if K_P is None else _check_K(K_P)
+    if K_P < 2:
+        raise ValueError(f"K_P must be >= 2, got {K_P}")
+    logs = d * L * n_samples * math.log(K_out)
+    if include_keys:
+        N = grid_size(d, L, K)
+        logs += math.lgamma(N + 1) - math.lgamma(n_samples + 1) - math.lgamma(N - n_samples + 1)
+    return logs / (d * math.log(K_P))
+
+
+def memorizing_prompt(dataset, K, include_keys: bool = False) -> MemorizingPrompt:
+    """Memorizing prompt for dataset = (Xs, Ys) arrays (N_S, d, L) or a sequence of (X, Y) pairs.
+
+    Targets are stored as cell centres centred_Q(Y): exact memorization of the quantized targets; length
+    memorizing_prompt_length(N_S, L, include_keys). ValueError if two inputs share a quantization cell.
+    """
+    K = _check_K(K)
+    if isinstance(dataset, tuple) and len(dataset) == 2 and np.ndim(dataset[0]) == 3:
+        Xs, Ys = (np.asarray(a, dtype=np.float64) for a in dataset)
+    else:
+        pairs = list(dataset)
+        if not pairs:
+            raise ValueError("dataset is empty")
+        Xs = np.stack([np.asarray(x, dtype=np.float64) for x, _ in pairs])
+        Ys = np.stack([np.asarray(y, dtype=np.float64) for _, y in pairs])
+    if Xs.ndim != 3 or Xs.shape != Ys.shape:
+        raise ValueError(f"inputs and targets must both have shape (N_S, d, L), got {Xs.shape} and {Ys.shape}")
+    n, d, L = Xs.shape
+    if n * d * L * (2 if include_keys else 1) > PROMPT_MAX_ENTRIES:
+        raise ValueError(f"memorizing prompt of {n} samples x {d * L} entries exceeds budget {PROMPT_MAX_ENTRIES}")
+    idx = grid_index(cell_index(Xs, K), K)
+    order = np.argsort(idx, kind="stable")
+    keys = idx[order]
+    if np.any(keys[1:] == keys[:-1]):
+        raise ValueError("quantized inputs are not distinct: two samples share a grid cell (increase K)")
+    V = centred_quantize(Ys[order], K)
+    if include_keys:
+        Kc = centred_quantize(Xs[order], K)
+        blocks = np.concatenate([Kc, V], axis=2)  # (n, d, 2L)
+    else:
+        blocks = V
+    P = np.ascontiguousarray(blocks.transpose(1, 0, 2).reshape(d, -1))
+    keys.setflags(write=False)
+    return MemorizingPrompt(P, keys, d, L, K, include_keys)
+
+
+# --------------------------------------------------------------------------------------------
+# FF2: value maps
+# --------------------------------------------------------------------------------------------
+
+
+def _as_ctx_list(a, ctx):
+    return [ctx.mpf(v) for v in a]
+
+
+def _rows(Y, ctx=None):
+    """(d, n) numbers from an mpmath matrix or an array-like (as ctx.mpf when ctx is given)."""
+    if hasattr(Y, "rows") and hasattr(Y, "cols"):
+        R = [[Y[i, j] for j in range(Y.cols)] for i in range(Y.rows)]
+    else:
+        R = [list(r) for r in np.asarray(Y, dtype=object)]
+    return [[ctx.mpf(v) for v in r] for r in R] if ctx is not None else R
+
+
+@dataclass(frozen=True, eq=False)
+class InterpolationFFN:
+    """Two-FFN value map (hu2024.md §3.5): FF2(y) = y + g(u^T y), g piecewise linear through (z_m, v_m).
+
+    g(z) = v_1 + a_1 ReLU(z - z_1) + sum_{m=2}^{M-1} a_m ReLU(z - z_m), a_1 = s_1, a_m = s_m - s_{m-1},
+    s_m = (v_{m+1} - v_m)/(z_{m+1} - z_m); exact at every node (g(z_k) = v_k), M - 1 hidden ReLUs shared by the
+    d output coordinates (the digest counts M - 1 per coordinate: an upper bound). v_m = t_m - y_m.
+    Numbers are stored as given (floats, or ctx.mpf when built with a context).
+    """
+
+    u: tuple
+    nodes: tuple
+    values: tuple  # M tuples of length d
+
+    @classmethod
+    def from_nodes(cls, z, values, u=None, ctx=None, *, sort: bool = True) -> InterpolationFFN:
+        """Nodes z (M,) distinct, residual increments values (M, d), projection u (d,) (default e_1 when d=1)."""
+        conv = (lambda v: ctx.mpf(v)) if ctx is not None else float
+        zl = [conv(v) for v in (z.tolist() if hasattr(z, "tolist") else z)]
+        V = [[conv(x) for x in (row.tolist() if hasattr(row, "tolist") else row)] for row in values]
+        M = len(zl)
+        if M < 1 or len(V) != M:
+            raise ValueError(f"need M >= 1 nodes and M value rows, got {M} nodes and {len(V)} rows")
+        d = len(V[0])
+        if any(len(r) != d for r in V):
+            raise ValueError("value rows must all have length d")
+        if ctx is None and M > INTERP_MAX_NODES:
+            raise ValueError(f"{M} interpolation nodes exceed budget {INTERP_MAX_NODES}")
+        if u is None:
+            if d != 1:
+                raise ValueError("a projection u is required for d > 1")
+            u = [1.0]
+        ul = [conv(v) for v in (u.tolist() if hasattr(u, "tolist") else u)]
+        if len(ul) != d:
+            raise ValueError(f"u must have length d = {d}, got {len(ul)}")
+        if sort:
+            order = sorted(range(M), key=lambda i: zl[i])
+            zl = [zl[i] for i in order]
+            V = [V[i] for i in order]
+        for a, b in zip(zl, zl[1:], strict=False):
+            if not a < b:
+                raise ValueError(f"interpolation nodes must be distinct (and sorted), found {a} !< {b}")
+        return cls(tuple(ul), tuple(zl), tuple(tuple(r) for r in V))
+
+    @classmethod
+    def from_targets(cls, Y, T, u=None, ctx=None, *, sort: bool = True) -> InterpolationFFN:
+        """Nodes at the inputs Y (M, d) with targets T (M, d): z_m = u^T y_m, v_m = t_m - y_m."""
+        Yl = _rows(Y, ctx)
+        Tl = _rows(T, ctx)
+        if u is None:
+            u = [1] if len(Yl[0]) == 1 else None
+        if u is None:
+            raise ValueError("a projection u is required for d > 1")
+        ul = [ctx.mpf(v) for v in u] if ctx is not None else [float(v) for v in u]
+        z = [sum(a * b for a, b in zip(ul, y, strict=False)) for y in Yl]
+        V = [[t - y for t, y in zip(tr, yr, strict=False)] for tr, yr in zip(Tl, Yl, strict=False)]
+        return cls.from_nodes(z, V, ul, ctx, sort=sort)
+
+    @property
+    def M(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def d(self) -> int:
+        return len(self.u)
+
+    @property
+    def hidden_width(self) -> int:
+        return max(self.M - 1, 0)
+
+    def coefficients(self, conv=float):
+        """(a_1..a_{M-1}) as lists of d-vectors, and v_1, computed with ``conv`` numbers."""
+        z = [conv(v) for v in self.nodes]
+        V = [[conv(x) for x in r] for r in self.values]
+        s = [[(V[m + 1][i] - V[m][i]) / (z[m + 1] - z[m]) for i in range(self.d)] for m in range(self.M - 1)]
+        a = [s[0]] + [[s[m][i] - s[m - 1][i] for i in range(self.d)] for m in range(1, self.M - 1)] if s else []
+        return z, a, V[0]
+
+    def weights(self):
+        """(W1, b1, W2, b2) float64: W1 = 1 u^T ((M-1) x d), b1 = -z_m, W2 = [a_m] (d x (M-1)), b2 = v_1."""
+        try:
+            z, a, v1 = self.coefficients(float)
+        except ZeroDivisionError:
+            raise ValueError("float64 weights overflow (node gaps below float64 resolution): use apply_mp") from None
+        H = self.hidden_width
+        W1 = np.tile(np.asarray([float(x) for x in self.u]), (H, 1))
+        b1 = -np.asarray(z[:H], dtype=np.float64)
+        W2 = np.asarray(a, dtype=np.float64).T.reshape(self.d, H)
+        b2 = np.asarray(v1, dtype=np.float64)
+        if not (np.all(np.isfinite(W2)) and np.all(np.isfinite(b1))):
+            raise ValueError("float64 weights overflow (node gaps too small for float64): use apply_mp")
+        return W1, b1, W2, b2
+
+    def mlp(self) -> MLP:
+        return MLP(*self.weights())
+
+    def __call__(self, Y, ctx=None):
+        """FF2 on the columns of Y (d, n): float64 numpy, or mpmath when ctx is given / Y is an mpmath matrix."""
+        if ctx is not None or hasattr(Y, "rows"):
+            return self.apply_mp(Y, ctx)
+        return self.mlp()(np.asarray(Y, dtype=np.float64))
+
+    def apply_mp(self, Y, ctx=None):
+        """FF2 in mpmath at ``ctx``: the same network, weights formed in ctx from the stored nodes."""
+        import mpmath
+
+        ctx = ctx or getattr(Y, "ctx", None) or mpmath.mp
+        R = _rows(Y, ctx)
+        n = len(R[0])
+        if self.M * n > MP_MAX_WORK:
+            raise ValueError(f"{self.M} nodes x {n} tokens exceeds mpmath budget {MP_MAX_WORK}")
+        z, a, v1 = self.coefficients(ctx.mpf)
+        u = [ctx.mpf(x) for x in self.u]
+        zero = ctx.mpf(0)
+        out = ctx.matrix(self.d, n)
+        for j in range(n):
+            zz = ctx.fsum(u[i] * R[i][j] for i in range(self.d))
+            h = [max(zz - z[m], zero) for m in range(self.hidden_width)]
+            for i in range(self.d):
+                out[i, j] = R[i][j] + v1[i] + ctx.fsum(a[m][i] * h[m] for m in range(self.hidden_width))
+        return out
+
+    def magnitude_mp(self, Y, ctx):
+        """Per column, max over coordinates: |y| + |v_1| + sum_m |a_m| (ReLU(z - z_m) + 2 (|u|.|y| + |z_m|)).
+
+        The scale of the rounding floor: the output sum's terms, plus the rounding of the id z = u^T y and of
+        the stored nodes z_m (each O(unit roundoff x magnitude)) amplified by the slope coefficients |a_m|.
+        """
+        R = _rows(Y, ctx)
+        z, a, v1 = self.coefficients(ctx.mpf)
+        u = [ctx.mpf(x) for x in self.u]
+        res = []
+        for j in range(len(R[0])):
+            zz = ctx.fsum(u[i] * R[i][j] for i in range(self.d))
+            zmag = ctx.fsum(abs(u[i] * R[i][j]) for i in range(self.d))
+            h = [max(zz - z[m], 0) + 2 * (zmag + abs(z[m])) for m in range(self.hidden_width)]
+            res.append(
+                max(
+                    abs(R[i][j]) + abs(v1[i]) + ctx.fsum(abs(a[m][i]) * h[m] for m in range(self.hidden_width))
+                    for i in range(self.d)
+                )
+            )
+        return res
+
+
+@dataclass(frozen=True, eq=False)
+class BumpStack:
+    """Deep narrow value map (hu2024.md §3.5): M residual layers, layer m: y <- y + w_m bump_m(u^T y).
+
+    bump_m(z) = ReLU(z'+2) - ReLU(z'+1) - ReLU(z'-1) + ReLU(z'-2), z' = (z - z_m)/h: 1 on |z'| <= 1, 0 on |z'| >= 2;
+    w_m = t_m - y_m. Requires h < (min node gap)/4 (bumps of other nodes vanish at z_m) and the target guard:
+    u^T t_m outside [min z - 3h, max z + 3h] for every m, so that no later bump fires on a moved token.
+    4 ReLUs per layer, depth M: the width-depth trade-off against InterpolationFFN's M - 1 (hu2024.md §5 item 16).
+    """
+
+    u: tuple
+    nodes: tuple
+    shifts: tuple  # M tuples of length d
+    h: object
+    guarded: bool = True
+
+    @classmethod
+    def from_targets(cls, Y, T, u=None, h=None, ctx=None, *, guard: bool = True) -> BumpStack:
+        """Layers in the given order; h defaults to (min gap)/5. ValueError if h or the guard fails."""
+        Yl = _rows(Y, ctx)
+        Tl = _rows(T, ctx)
+        M = len(Yl)
+        if M < 1 or len(Tl) != M:
+            raise ValueError(f"need M >= 1 node inputs and as many targets, got {M} and {len(Tl)}")
+        d = len(Yl[0])
+        if ctx is None and M > BUMP_MAX_LAYERS:
+            raise ValueError(f"{M} bump layers exceed budget {BUMP_MAX_LAYERS}")
+        if u is None:
+            if d != 1:
+                raise ValueError("a projection u is required for d > 1")
+            u = [1]
+        conv = (lambda v: ctx.mpf(v)) if ctx is not None else float
+        ul = [conv(v) for v in u]
+        z = [sum(a * b for a, b in zip(ul, y, strict=False)) for y in Yl]
+        zs = sorted(z)
+        gap = min((b - a for a, b in zip(zs, zs[1:], strict=False)), default=None)
+        if gap is not None and not gap > 0:
+            raise ValueError("node ids u^T y_m must be distinct")
+        if h is None:
+            h = gap / 5 if gap is not None else conv(1)
+        h = conv(h)
+        if not h > 0:
+            raise ValueError(f"bump half-width h must be > 0, got {h}")
+        if guard:
+            if gap is not None and not h < gap / 4:
+                raise ValueError(f"bump half-width h = {h} violates h < (min node gap)/4 = {gap / 4}")
+            lo, hi = zs[0] - 3 * h, zs[-1] + 3 * h
+            for m, t in enumerate(Tl):
+                zt = sum(a * b for a, b in zip(ul, t, strict=False))
+                if lo <= zt <= hi:
+                    raise ValueError(
+                        f"target guard fails: u^T t_{m} = {zt} lies in [min z - 3h, max z + 3h] = [{lo}, {hi}]"
+                    )
+        w = tuple(tuple(t - y for t, y in zip(tr, yr, strict=False)) for tr, yr in zip(Tl, Yl, strict=False))
+        return cls(tuple(ul), tuple(z), w, h, guard)
+
+    @property
+    def M(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def d(self) -> int:
+        return len(self.u)
+
+    @property
+    def depth(self) -> int:
+        return self.M
+
+    @property
+    def width(self) -> int:
+        return 4
+
+    def layers(self) -> list[MLP]:
+        """The M residual FFNs (float64): W1 = u^T/h (4 rows), b1 = -z_m/h + (2, 1, -1, -2), W2 = w_m (1,-1,-1,1)."""
+        h = float(self.h)
+        u = np.asarray([float(x) for x in self.u])
+        W1 = np.tile(u / h, (4, 1))
+        out = []
+        for zm, wm in zip(self.nodes, self.shifts, strict=False):
+            b1 = -float(zm) / h + np.array([2.0, 1.0, -1.0, -2.0])
+            W2 = np.outer(np.asarray([float(x) for x in wm]), [1.0, -1.0, -1.0, 1.0])
+            out.append(MLP(W1, b1, W2, np.zeros(self.d)))
+        return out
+
+    def __call__(self, Y, ctx=None):
+        if ctx is not None or hasattr(Y, "rows"):
+            return self.apply_mp(Y, ctx)
+        Y = np.asarray(Y, dtype=np.float64)
+        for layer in self.layers():
+            Y = layer(Y)
+        return Y
+
+    def apply_mp(self, Y, ctx=None):
+        """The M layers in mpmath at ``ctx``."""
+        import mpmath
+
+        ctx = ctx or getattr(Y, "ctx", None) or mpmath.mp
+        R = _rows(Y, ctx)
+        n = len(R[0])
+        if self.M * n > MP_MAX_WORK:
+            raise ValueError(f"{self.M} layers x {n} tokens exceeds mpmath budget {MP_MAX_WORK}")
+        u = [ctx.mpf(x) for x in self.u]
+        h = ctx.mpf(self.h)
+        zero = ctx.mpf(0)
+        for zm, wm in zip(self.nodes, self.shifts, strict=False):
+            zm = ctx.mpf(zm)
+            wm = [ctx.mpf(x) for x in wm]
+            for j in range(n):
+                zp = (ctx.fsum(u[i] * R[i][j] for i in range(self.d)) - zm) / h
+                b = max(zp + 2, zero) - max(zp + 1, zero) - max(zp - 1, zero) + max(zp - 2, zero)
+                if b != 0:
+                    for i in range(self.d):
+                        R[i][j] = R[i][j] + wm[i] * b
+        out = ctx.matrix(self.d, n)
+        for i in range(self.d):
+            for j in range(n):
+                out[i, j] = R[i][j]
+        return out

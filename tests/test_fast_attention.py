@@ -1,0 +1,132 @@
+"""Fast (polynomial-method) attention: input validation, jit, GPU parity, and the bench smoke run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from constructions import fast_attention as fa
+from constructions.transformer import head_attention, random_head
+
+
+def _qkv(n=16, d=3, B=0.8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-B, B, (n, d)), rng.uniform(-B, B, (n, d)), rng.normal(size=(n, 2))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda Q, K, V: (Q, K, V, {"eps": 0.0}), "eps must lie in"),
+        (lambda Q, K, V: (Q, K, V, {"eps": 1.0}), "eps must lie in"),
+        (lambda Q, K, V: (Q, K, V, {"eps": float("nan")}), "eps must lie in"),
+        (lambda Q, K, V: (Q, K, V, {"scale": -1.0}), "scale must be"),
+        (lambda Q, K, V: (Q[:, :2], K, V, {}), "share the feature dimension"),
+        (lambda Q, K, V: (Q, K[:-1], V, {}), "same number of tokens"),
+        (lambda Q, K, V: (Q[0], K, V, {}), "must be 2-D"),
+        (lambda Q, K, V: (np.where(Q > 0.5, np.inf, Q), K, V, {}), "non-finite"),
+        (lambda Q, K, V: (Q, K, np.where(V > 1, np.nan, V), {}), "non-finite"),
+        (lambda Q, K, V: (Q, K, V, {"beta": 1e-3}), "below the a-priori score half-width"),
+        (lambda Q, K, V: (Q * 40, K * 40, V, {"eps": 1e-6}), "float64 floor"),
+        (lambda Q, K, V: (Q, K, V, {"memory_budget": 1024}), "memory budget"),
+    ],
+)
+def test_bad_input_raises_naming_the_limit(change, message):
+    Q, K, V, kw = change(*_qkv())
+    kw = {"eps": 1e-6, "scale": 1.0 / 3, **kw}
+    with pytest.raises(ValueError, match=message):
+        fa.polynomial_attention(Q, K, V, **kw)
+
+
+def test_rank_budget_checked_before_allocation():
+    rng = np.random.default_rng(1)
+    Q = rng.uniform(-1, 1, (8, 64))
+    # r = C(64+g, g) is astronomically large: the error must come from the count, not from a failed allocation
+    with pytest.raises(ValueError, match=r"rank r = C\(d\+g, g\)"):
+        fa.polynomial_attention(Q, Q, Q[:, :2], eps=1e-6, scale=1.0 / 64)
+
+
+def test_exp_polynomial_bad_kind_and_degree():
+    with pytest.raises(ValueError, match="kind"):
+        fa.exp_polynomial(1.0, 1e-3, "pade")
+    with pytest.raises(ValueError, match="degree"):
+        fa.exp_polynomial(1.0, 1e-3, degree=fa.G_MAX + 1)
+
+
+def test_plan_multinomials_are_exact_integers():
+    plan = fa.feature_plan(3, 25)
+    assert plan.r == math.comb(28, 25)
+    assert all(isinstance(m, int) for m in plan.multinomials)
+    # the largest multinomial of degree 25 in 3 variables: 25!/(9! 8! 8!), beyond float64's exact integers
+    assert max(plan.multinomials) == math.factorial(25) // (math.factorial(9) * math.factorial(8) ** 2)
+    # each degree's multinomials sum to d^j (the full tensor power)
+    for j in range(26):
+        assert sum(m for m, g in zip(plan.multinomials, plan.degrees.tolist(), strict=True) if g == j) == 3**j
+
+
+def test_matches_exact_attention_and_certificate():
+    Q, K, V = _qkv(n=200, d=4, B=1.0)
+    out, cert = fa.polynomial_attention(Q, K, V, eps=1e-6, scale=0.25, chunk=37)
+    err = np.abs(out - fa.exact_attention(Q, K, V, scale=0.25)).max()
+    assert cert.rank == math.comb(4 + cert.degree, cert.degree) <= cert.paper_rank_bound
+    assert cert.rho <= 1e-6 and err <= cert.output_bound
+
+
+def test_prompt_wrapper_matches_transformer_head():
+    rng = np.random.default_rng(3)
+    head = random_head(rng, 3, 2, 0.8)
+    P, X = rng.normal(size=(3, 5)), rng.uniform(-1, 1, (3, 7))
+    res = fa.prompt_polynomial_attention(head, P, X, eps=1e-8)
+    Z = np.concatenate([P, X], axis=1)
+    assert np.abs(res.output - head_attention(head, Z, Z)).max() <= res.certificate.output_bound
+    assert res.norms.B == max(res.norms.B_P, res.norms.B_X) >= res.norms.B_X
+
+
+def test_jax_jit():
+    jax = pytest.importorskip("jax", reason="jax not installed")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    Q, K, V = _qkv(n=50, d=3)
+    f = jax.jit(lambda q, k, v: fa.polynomial_attention(q, k, v, eps=1e-7, scale=1 / 3, beta=1.0, chunk=16)[0])
+    out = np.asarray(f(jnp.asarray(Q), jnp.asarray(K), jnp.asarray(V)))
+    ref, cert = fa.polynomial_attention(Q, K, V, eps=1e-7, scale=1 / 3, beta=1.0, chunk=16)
+    assert np.abs(out - ref).max() <= 1e-13
+    assert np.abs(out - fa.exact_attention(Q, K, V, scale=1 / 3)).max() <= cert.output_bound
+    with pytest.raises(ValueError, match="pass beta"):
+        jax.jit(lambda q, k, v: fa.polynomial_attention(q, k, v, eps=1e-7, scale=1.0)[0])(Q, K, V)
+
+
+@pytest.mark.gpu
+def test_backend_parity_on_cuda():
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    if not torch.cuda.is_available():
+        pytest.skip("torch.cuda is not available on this machine")
+    from hypothesis import given, settings
+
+    from properties.fast_attention import check_backend_parity, parity_instances
+    from verify import Backend
+
+    backend = Backend("torch", device="cuda").ensure()
+
+    @settings(max_examples=40, deadline=None, database=None)
+    @given(parity_instances)
+    def run(inst):
+        ev = check_backend_parity(inst, backend)
+        assert ev.ratio <= 1.0, (inst, ev)
+
+    run()
+
+
+def test_bench_smoke(tmp_path, capsys):
+    from verify.bench import attention_main
+
+    rc = attention_main(["--n-min", "16", "--n-max", "64", "--d", "2", "--B", "0.5", "--eps", "1e-4",
+                         "--repeats", "1", "--phase-n", "64", "--out", str(tmp_path), "--no-plots"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "fitted slope" in out and "crossover" in out
+    assert (tmp_path / "bench_attention.md").exists()
+    assert attention_main(["--n-min", "64", "--n-max", "16"]) == 2

@@ -1,0 +1,163 @@
+"""Limitations of prompt tuning (constructions/limitations.py, verify/experiments.py): hypotheses, smoke run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from constructions.limitations import (
+    causal_certificate,
+    certificate_A,
+    certificate_B,
+    lora_rank1,
+    mlp_inverse,
+    random_causal_stack,
+    rank_obstruction_dataset,
+    single_example_memorizer,
+    two_head_counterexample,
+    with_w2_update,
+    witness_dataset,
+    witness_errors,
+)
+from constructions.transformer import MLP, Head, Layer, prompt_tuned, random_contractive_mlp, random_head
+
+
+def _layer(d=4, s=4, kappa=0.5, heads=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng, Layer(tuple(random_head(rng, d, s) for _ in range(heads)), random_contractive_mlp(rng, d, 2 * d, kappa))
+
+
+def test_witness_rejects_two_heads():
+    rng, layer = _layer(heads=2)
+    with pytest.raises(ValueError, match=r"h = 1"):
+        witness_dataset(layer, 1.0, rng)
+
+
+@pytest.mark.parametrize("kappa", [1.01, 1.5])
+def test_witness_rejects_non_contractive_mlp(kappa):
+    rng, layer = _layer(kappa=kappa)
+    with pytest.raises(ValueError, match=r"kappa = \|\|W_1\|\| \|\|W_2\|\| < 1"):
+        witness_dataset(layer, 1.0, rng)
+
+
+def test_witness_rejects_alpha_zero():
+    rng, layer = _layer()
+    with pytest.raises(ValueError, match=r"alpha > 0"):
+        witness_dataset(layer, 0.0, rng)
+
+
+def test_memorizer_rejects_singular_values_matrix():
+    rng, layer = _layer(d=4, s=1)  # head size 1 < d: W_o W_v has rank 1
+    ds = witness_dataset(layer, 1.0, rng)
+    with pytest.raises(ValueError, match=r"W_o W_v invertible"):
+        single_example_memorizer(layer.heads[0], ds.x0, ds.X1, ds.t1)
+
+
+def test_rank_dataset_rejects_too_many_examples():
+    rng, layer = _layer(d=4)
+    with pytest.raises(ValueError, match=r"n \+ 1 <= d"):
+        rank_obstruction_dataset(layer, 4, rng)
+
+
+def test_rank_dataset_rejects_inactive_relus():
+    rng = np.random.default_rng(1)
+    d, r = 5, 10
+    W1 = rng.normal(size=(r, d))
+    W2 = rng.normal(size=(d, r))
+    c = np.sqrt(0.5 / (np.linalg.norm(W1, 2) * np.linalg.norm(W2, 2)))
+    layer = Layer((random_head(rng, d, d),), MLP(W1 * c, -10.0 * np.ones(r), W2 * c, np.zeros(d)))
+    with pytest.raises(ValueError, match=r"ReLUs active"):
+        rank_obstruction_dataset(layer, 2, rng)
+
+
+def test_certificates_need_enough_dimensions():
+    C = np.ones((3, 3))
+    with pytest.raises(ValueError, match=r"n \+ 1 <= d"):
+        certificate_B(C, np.ones(3))
+    with pytest.raises(ValueError, match=r"n <= d"):
+        certificate_A(np.ones((2, 3)), np.ones((2, 3)))
+
+
+def test_mlp_inverse_rejects_kappa_one():
+    _, layer = _layer(kappa=1.2)
+    with pytest.raises(ValueError, match=r"kappa"):
+        mlp_inverse(layer.mlp, np.zeros(4))
+
+
+def test_causal_certificate_rejects_bidirectional_and_large_attention():
+    rng = np.random.default_rng(0)
+    layers = random_causal_stack(rng, 3, 2, 0.5, 0.01, 0.01, 1.0)
+    bidir = [Layer(ly.heads, ly.mlp, causal=False) for ly in layers]
+    with pytest.raises(ValueError, match=r"causal masking"):
+        causal_certificate(bidir, 1.0, 1.0, 2)
+    loud = random_causal_stack(rng, 3, 1, 0.5, 2.0, 2.0, 1.0)
+    with pytest.raises(ValueError, match=r"a_l < 1"):
+        causal_certificate(loud, 1.0, 1.0, 2)
+
+
+def test_witness_bound_on_random_prompts_and_memorizers():
+    rng, layer = _layer(d=4, s=4, kappa=0.5, seed=3)
+    ds = witness_dataset(layer, 1.0, rng)
+    for mp in (1, 5, 40):
+        for scale in (0.1, 3.0, 30.0):
+            assert max(witness_errors(layer, ds, rng.normal(0, scale, (4, mp)))) >= ds.certificate
+    # each example alone is memorized exactly, and then the other one carries the whole certificate
+    for X, t, Y in ((ds.X1, ds.t1, ds.Y1), (ds.X2, ds.t2, ds.Y2)):
+        sm = single_example_memorizer(layer.heads[0], ds.x0, X, t)
+        assert sm.k <= max(1, np.ceil(sm.k_lower)) + 1
+        out = prompt_tuned(layer, sm.prompt(), X)[:, -1]
+        assert np.linalg.norm(out - Y[:, -1]) < 1e-10 * (1 + np.abs(Y).max())
+        assert max(witness_errors(layer, ds, sm.prompt())) >= ds.certificate
+
+
+def test_two_head_counterexample_beats_the_certificate():
+    layer, ds, P = two_head_counterexample(np.random.default_rng(0), 36.0, 0.5, 1.0)
+    assert len(layer.heads) == 2
+    assert max(witness_errors(layer, ds, P)) < 1e-5 * ds.certificate
+
+
+def test_lora_rank1_memorizes_with_d_plus_r_parameters():
+    rng = np.random.default_rng(2)
+    from constructions.limitations import affine_mlp
+
+    d, r, n = 6, 12, 4
+    layer = Layer((random_head(rng, d, d),), affine_mlp(rng, d, r, 0.5, radius=20.0))
+    ds = rank_obstruction_dataset(layer, n, rng)
+    upd = lora_rank1(ds)
+    assert upd.params == d + r < n * d
+    assert np.linalg.matrix_rank(upd.delta) == 1
+    tuned = with_w2_update(layer, upd.delta)
+    for i, X in enumerate(ds.Xs):
+        assert np.linalg.norm(tuned(X)[:, -1] - ds.Y[:, i]) < 1e-10
+    assert certificate_B(ds.C, ds.w) > 0
+
+
+def test_head_type_is_shared():
+    # the constructions use the shared Head/Layer types, not private copies
+    rng, layer = _layer()
+    assert isinstance(layer.heads[0], Head)
+
+
+def test_experiment_smoke(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("tabulate")
+    from verify.experiments import wang23_main
+
+    rc = wang23_main(["--steps", "20", "--lengths", "1,2", "--seeds", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    md = (tmp_path / "wang23_experiment.md").read_text()
+    assert "| dataset" in md and "prompt tuning" in md and "rank-1 LoRA on W2" in md
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (tmp_path / "figures" / "wang23_loss_vs_params.png").stat().st_size > 0
+    assert (tmp_path / "figures" / "wang23_loss_curves.png").stat().st_size > 0
+
+
+def test_experiment_rejects_bad_lengths(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from verify.experiments import main
+
+    assert main(["wang23", "--lengths", "0", "--out", str(tmp_path)]) == 2
+    assert main(["nope"]) == 2
