@@ -95,6 +95,87 @@ def attend_all(layer: Layer, x, S) -> np.ndarray:
     return sum(attend(h, x, S) for h in heads_of(layer))
 
 
+# ---------------------------------------------------------------------------------------------
+# forward rounding-error bounds (so that exactly tight bounds are checked without ad-hoc slack)
+
+
+EXP_ULPS = 4.0  # accepted error of the libraries' exp in ulps (glibc < 1; XLA/SLEEF float32 kernels <= ~3)
+
+
+def _gamma(k: int, u: float) -> float:
+    """gamma_k = k u / (1 - k u): the relative error bound of a length-k sum or dot product (Higham, Thm 3.1)."""
+    return k * u / (1.0 - k * u)
+
+
+def attention_rounding(layer: Layer, x, S, u: float, extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(o, E): o = Att(x, S) summed over heads and an entry-wise first-order bound E >= |fl(o) - o|.
+
+    Follows transformer.attention's operation order (scores (W_k S)^T (W_q x), max-shifted exp, normalised sum,
+    W_o ((W_v S) w)); every matmul of inner size k errs by <= gamma_k |A||B| (any summation order), exp by
+    EXP_ULPS ulps. u is the unit roundoff of the arithmetic (eps / 2); extra = 2 when the float64 weights and
+    inputs were themselves rounded to it (each factor then carries one more relative u). Terms of order u^2 are
+    dropped.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    S = np.asarray(S, dtype=np.float64)
+    d, n = S.shape
+    o_tot, E_tot = np.zeros(d), np.zeros(d)
+    for h in heads_of(layer):
+        Wq, Wk, Wv, Wo = (np.asarray(w, dtype=np.float64) for w in (h.Wq, h.Wk, h.Wv, h.Wo))
+        s_dim = Wq.shape[0]
+        a, b = Wk @ S, Wq @ x
+        Ea, Eb = _gamma(d + extra, u) * (np.abs(Wk) @ np.abs(S)), _gamma(d + extra, u) * (np.abs(Wq) @ np.abs(x))
+        sc = a.T @ b
+        Es = _gamma(s_dim, u) * (np.abs(a).T @ np.abs(b)) + Ea.T @ np.abs(b) + np.abs(a).T @ Eb
+        j = int(np.argmax(sc))
+        z = sc - sc[j]
+        Ez = Es + Es[j] + u * np.abs(z)  # the shift, and the subtraction's own rounding
+        w = np.exp(z)
+        rel_e = Ez + EXP_ULPS * u  # relative error of each exp(z_k): d exp = exp dz
+        rel_w = rel_e + float(rel_e.max()) + _gamma(n, u) + u  # divided by the rounded sum of the exps
+        w = w / w.sum()
+        V = Wv @ S
+        EV = _gamma(d + extra, u) * (np.abs(Wv) @ np.abs(S))
+        Vw = V @ w
+        EVw = _gamma(n, u) * (np.abs(V) @ w) + EV @ w + np.abs(V) @ (rel_w * w)
+        o = Wo @ Vw
+        Eo = _gamma(s_dim + extra, u) * (np.abs(Wo) @ np.abs(Vw)) + np.abs(Wo) @ EVw
+        o_tot = o_tot + o
+        E_tot = E_tot + Eo + u * np.abs(o_tot)  # summing the heads rounds once more each
+    return o_tot, E_tot
+
+
+def mlp_rounding(mlp: MLP, z, Ez, u: float, extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(MLP(z), E): entry-wise first-order bound E >= |fl(MLP(z~)) - MLP(z)| given |z~ - z| <= Ez.
+
+    z + W_2 ReLU(W_1 z + b_1) + b_2 as in transformer.MLP: each matmul-plus-bias of inner size k errs by
+    <= gamma_{k+1} (|W||v| + |b|) (gamma_{k+1+extra} with rounded weights); ReLU is 1-Lipschitz and exact.
+    """
+    W1, b1, W2, b2 = (np.asarray(a, dtype=np.float64) for a in (mlp.W1, mlp.b1, mlp.W2, mlp.b2))
+    z = np.asarray(z, dtype=np.float64).reshape(-1)
+    r, d = W1.shape
+    hp = W1 @ z + b1
+    Eh = _gamma(d + 1 + extra, u) * (np.abs(W1) @ np.abs(z) + np.abs(b1)) + np.abs(W1) @ Ez
+    h = np.maximum(hp, 0.0)
+    R = W2 @ h + b2
+    ER = _gamma(r + 1 + extra, u) * (np.abs(W2) @ h + np.abs(b2)) + np.abs(W2) @ Eh
+    out = z + R
+    return out, Ez + ER + u * np.abs(out)
+
+
+def last_output_rounding(layer: Layer, P, X, u: float, extra: int = 0) -> float:
+    """A first-order bound on ||fl(tau([P, X])_last) - tau([P, X])_last||_2 in arithmetic of unit roundoff u.
+
+    extra = 2 when the layer and the inputs were rounded from float64 to this arithmetic (see attention_rounding).
+    """
+    S = np.concatenate([np.asarray(P, dtype=np.float64), np.asarray(X, dtype=np.float64)], axis=1)
+    x = S[:, -1]
+    o, Eo = attention_rounding(layer, x, S, u, extra)
+    z = x + o
+    _, E = mlp_rounding(layer.mlp, z, Eo + (1 + extra) * u * np.abs(z), u, extra)
+    return float(np.linalg.norm(E))
+
+
 def mlp_apply(mlp: MLP, z) -> np.ndarray:
     """The residual MLP on one token (numpy float64)."""
     z = np.asarray(z, dtype=np.float64).reshape(-1)
@@ -201,6 +282,61 @@ def witness_dataset(
     Y1 = np.stack([mlp_apply(layer.mlp, x1 + attend_all(layer, x1, X1)), mlp_apply(layer.mlp, x0 + t1)], axis=1)
     Y2 = np.stack([mlp_apply(layer.mlp, x2 + attend_all(layer, x2, X2)), mlp_apply(layer.mlp, x0 + t2)], axis=1)
     return WitnessDataset(X1, X2, Y1, Y2, c1, c2, t1, t2, float(alpha), kappa, D)
+
+
+def _mp_mat(ctx, a):
+    a = np.asarray(a, dtype=np.float64)
+    return ctx.matrix(a.reshape(a.shape[0], -1).tolist())
+
+
+def _mp_spectral_norm(ctx, W):
+    A = _mp_mat(ctx, W)
+    return ctx.sqrt(max(ctx.eigsy(A.T * A, eigvals_only=True)))
+
+
+def _mp_attend(ctx, layer: Layer, x, S):
+    x, S = _mp_mat(ctx, x), _mp_mat(ctx, S)
+    out = ctx.zeros(S.rows, 1)
+    for h in heads_of(layer):
+        sc = (_mp_mat(ctx, h.Wk) * S).T * (_mp_mat(ctx, h.Wq) * x)
+        w = [ctx.exp(sc[k]) for k in range(S.cols)]
+        tot = ctx.fsum(w)
+        out += _mp_mat(ctx, h.Wo) * (_mp_mat(ctx, h.Wv) * (S * ctx.matrix([wk / tot for wk in w])))
+    return out
+
+
+def _mp_mlp(ctx, mlp: MLP, z):
+    hp = _mp_mat(ctx, mlp.W1) * z + _mp_mat(ctx, mlp.b1)
+    h = ctx.matrix([max(hp[k], 0) for k in range(hp.rows)])
+    return z + _mp_mat(ctx, mlp.W2) * h + _mp_mat(ctx, mlp.b2)
+
+
+def witness_certificate_lower(layer: Layer, ds: WitnessDataset, dps: int = 30) -> tuple[float, float]:
+    """(cert, defect): a float lower bound on the certificate the proof gives for the STORED dataset [D].
+
+    Recomputes at dps digits from the stored float tokens and weights: kappa = ||W_1|| ||W_2||, c_i, D, t_i and
+    the defect delta = max_i ||y_i0 - MLP(x0 + t_i)|| that the float64 construction left in the stored targets.
+    The stored targets are MLP(x0 + t~_i) with ||t~_i - t_i|| <= delta / (1 - kappa), so every prompt has
+    max_i error >= (1 - kappa) alpha D - delta. The result is rounded down to a float.
+    """
+    import mpmath
+
+    ctx = mpmath.MPContext()
+    ctx.dps = dps
+    kappa = _mp_spectral_norm(ctx, layer.mlp.W1) * _mp_spectral_norm(ctx, layer.mlp.W2)
+    x0 = _mp_mat(ctx, ds.x0)
+    c1, c2 = _mp_attend(ctx, layer, ds.x0, ds.X1), _mp_attend(ctx, layer, ds.x0, ds.X2)
+    alpha = ctx.mpf(ds.alpha)
+    D = ctx.norm(c1 - c2)
+    defect = ctx.mpf(0)
+    for c, cj, Y in ((c1, c2, ds.Y1), (c2, c1, ds.Y2)):
+        y = _mp_mlp(ctx, layer.mlp, x0 + c + alpha * (c - cj))
+        defect = max(defect, ctx.norm(y - _mp_mat(ctx, Y[:, -1])))
+    cert = (1 - kappa) * alpha * D - defect
+    f = float(cert)
+    if ctx.mpf(f) > cert:
+        f = float(np.nextafter(f, -np.inf))
+    return f, float(defect)
 
 
 def witness_errors(layer: Layer, ds: WitnessDataset, P, X1=None, X2=None, Y1=None, Y2=None):

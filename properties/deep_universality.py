@@ -157,8 +157,9 @@ def _contextual(inst, typo=False, scale=None):
         "P4": r.p4_violations,
     }
     observed = max(parts["t_l/min_valid"], parts["max_valid/t_r"], parts["delta/min_gap"])
-    if r.distinct_violations or r.p4_violations or r.p3_violations:
-        observed = max(observed, 2.0)
+    violations = r.distinct_violations + r.p3_violations + r.p4_violations
+    if violations:  # P1/P2 duplicates and P4 hits have no ratio of their own: report 1 + their count
+        observed = max(observed, 1.0 + violations)
     return verify.Evidence(
         observed=observed,
         bound=1.0,

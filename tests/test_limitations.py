@@ -143,10 +143,16 @@ def test_experiment_smoke(tmp_path):
     pytest.importorskip("tabulate")
     from verify.experiments import wang23_main
 
-    rc = wang23_main(["--steps", "20", "--lengths", "1,2", "--seeds", "1", "--out", str(tmp_path)])
+    argv = ["--steps", "20", "--lengths", "1,2", "--seeds", "1", "--no-figures"]
+    assert wang23_main(argv + ["--out", str(tmp_path / "a")]) == 0
+    assert wang23_main(argv + ["--out", str(tmp_path / "b")]) == 0
+    md = (tmp_path / "a" / "wang23_experiment.md").read_text()
+    assert "| dataset" in md and "prompt tuning" in md and "rank-1 LoRA on W2" in md and "Measured:" in md
+    # reproducible: same seeds, same numbers (only the wall time may differ)
+    strip = lambda t: [ln for ln in t.splitlines() if not ln.startswith("Wall time")]  # noqa: E731
+    assert strip(md) == strip((tmp_path / "b" / "wang23_experiment.md").read_text())
+    rc = wang23_main(["--steps", "20", "--lengths", "1", "--seeds", "1", "--out", str(tmp_path)])
     assert rc == 0
-    md = (tmp_path / "wang23_experiment.md").read_text()
-    assert "| dataset" in md and "prompt tuning" in md and "rank-1 LoRA on W2" in md
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -161,3 +167,44 @@ def test_experiment_rejects_bad_lengths(tmp_path, capsys):
 
     assert main(["wang23", "--lengths", "0", "--out", str(tmp_path)]) == 2
     assert main(["nope"]) == 2
+
+
+def test_rounding_bound_covers_float32_evaluation():
+    """last_output_rounding (u = 2^-24, weights and data rounded) bounds the float32 layer's deviation."""
+    from constructions.limitations import last_output_rounding
+
+    rng = np.random.default_rng(5)
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    for _ in range(20):
+        d = int(rng.integers(2, 7))
+        layer = Layer((random_head(rng, d, d, 2.0),), random_contractive_mlp(rng, d, 2 * d, 0.7))
+        P = rng.normal(0.0, 10.0 ** rng.uniform(-2, 2), size=(d, int(rng.integers(1, 40))))
+        X = rng.normal(0.0, 3.0, size=(d, 2))
+        h = layer.heads[0]
+        l32 = Layer((Head(*map(f32, (h.Wq, h.Wk, h.Wv, h.Wo))),), MLP(*map(f32, vars(layer.mlp).values())))
+        dev = np.linalg.norm(prompt_tuned(l32, f32(P), f32(X))[:, -1] - prompt_tuned(layer, P, X)[:, -1])
+        assert dev <= last_output_rounding(layer, P, X, 2.0**-24, extra=2)
+
+
+def test_witness_certificate_at_30_digits_matches_float():
+    from constructions.limitations import witness_certificate_lower
+
+    rng, layer = _layer(d=5, s=5, kappa=0.6, seed=7)
+    ds = witness_dataset(layer, 0.8, rng)
+    cert, defect = witness_certificate_lower(layer, ds)
+    assert 0 <= defect < 1e-12 * (1 + np.abs(ds.Y1).max())
+    assert cert <= ds.certificate + 1e-12 * ds.certificate and abs(cert - ds.certificate) < 1e-12 * ds.certificate
+
+
+def test_prompt_objective_gradient_matches_finite_differences():
+    from properties.limitations import _prompt_objective
+
+    rng, layer = _layer(d=4, s=4, seed=11)
+    ds = witness_dataset(layer, 1.0, rng)
+    for power in (1, 4):
+        f = _prompt_objective(layer, ((ds.X1, ds.Y1[:, -1]), (ds.X2, ds.Y2[:, -1])), power=power)
+        x = rng.normal(size=4 * 3)
+        _, g = f(x)
+        h = 1e-6
+        fd = np.array([(f(x + h * e)[0] - f(x - h * e)[0]) / (2 * h) for e in np.eye(x.size)])
+        np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7)
