@@ -501,6 +501,20 @@ def measure_gaps(head: ContextualHead, seqs, ctx, outputs=None) -> ContextGaps:
     return ContextGaps(max_norm, min_diff, log_same, n_same, n_diff, worst)
 
 
+def same_token_pairs(seqs):
+    """Yield ((i, k), (j, l)): column k of sequence i equals column l of sequence j, and the two sequences are not
+    column permutations of each other (Definition B's same-token, different-context pairs)."""
+    toks = [_columns(X) for X in seqs]
+    keys = [tuple(sorted(t)) for t in toks]
+    for i, j in itertools.combinations(range(len(toks)), 2):
+        if keys[i] == keys[j]:
+            continue
+        for k, tk in enumerate(toks[i]):
+            for l, tl in enumerate(toks[j]):
+                if tk == tl:
+                    yield (i, k), (j, l)
+
+
 def duplicate_free_sequences(V, n: int, limit: int | None = None, rng: np.random.Generator | None = None):
     """All (or ``limit`` random) ordered duplicate-free length-n sequences over the columns of V (d x |V|)."""
     V = np.asarray(V, dtype=np.float64)
@@ -538,7 +552,7 @@ def certify_gaps_arb(head: ContextualHead, seqs, prec_bits: int | None = None) -
         xi = arb(head.xi_factor) * (2 * arb(head.n).log() + 3) / (arb(head.c) ** 2 * arb(head.eps) * arb(head.r_min))
         scale = arb(head.eps) / (4 * arb(head.r_max))
         w, e = float(head.w[0]), float(head.e[0])
-        toks, outs = [], []
+        outs = []
         for X in seqs:
             X = np.asarray(X, dtype=np.float64)
             cols = [float(v) for v in X[0]]
@@ -550,24 +564,16 @@ def certify_gaps_arb(head: ContextualHead, seqs, prec_bits: int | None = None) -
                 ex = [(v - m).exp() for v in a]
                 s = sum((x * pl for x, pl in zip(ex, p, strict=False)), arb(0)) / sum(ex, arb(0))
                 o.append(arb(cols[k]) + scale * arb(e) * s)
-            toks.append(cols)
             outs.append(o)
-        keys = [tuple(sorted(t)) for t in toks]
         best = None
         rad = 0.0
-        for i, j in itertools.combinations(range(len(seqs)), 2):
-            if keys[i] == keys[j]:
-                continue
-            for k, tk in enumerate(toks[i]):
-                for l, tl in enumerate(toks[j]):
-                    if tk != tl:
-                        continue
-                    diff = abs(outs[i][k] - outs[j][l])
-                    rad = max(rad, float(diff.rad()))
-                    lower = diff.lower()
-                    if not lower > 0:
-                        return {"prec_bits": prec, "certified_log10_min_same": -math.inf, "max_radius_log10": None}
-                    lg = float(lower.log() / arb(10).log())
-                    best = lg if best is None else min(best, lg)
+        for (i, k), (j, l) in same_token_pairs(seqs):
+            diff = abs(outs[i][k] - outs[j][l])
+            rad = max(rad, float(diff.rad()))
+            lower = diff.lower()
+            if not lower > 0:
+                return {"prec_bits": prec, "certified_log10_min_same": -math.inf, "max_radius_log10": None}
+            lg = float(lower.log() / arb(10).log())
+            best = lg if best is None else min(best, lg)
     return {"prec_bits": prec, "certified_log10_min_same": best if best is not None else math.inf,
             "max_radius_log10": math.log10(rad) if rad > 0 else -math.inf}

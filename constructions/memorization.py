@@ -6,8 +6,9 @@ Reconstruction [D] (hu2024.md; the paper's exact PT_memo statement was not avail
   lexicographic order (constructions.quantization.grid_index): L_p = L K^{dL};
 * counting bound for constructions whose prompt passes a finite quantizer with K_P levels and whose
   outputs take K_out levels: K_P^{d L_p} >= K_out^{dL N}  <=>  L_p >= L K^{dL} log K_out / log K_P;
-* value map FF2: residual piecewise-linear interpolation through M sorted nodes (M - 1 hidden ReLUs), or
-  its deep narrow version, M residual layers of 4 ReLUs (bumps) under a target guard.
+* value map FF2: residual piecewise-linear interpolation through M sorted nodes (M - 1 hidden ReLUs, or M with
+  extend="flat": constant beyond the extreme nodes, the version constructions.universality assembles), or its
+  deep narrow version, M residual layers of 4 ReLUs (bumps) under a target guard.
 
 Every evaluation exists in float64 and in mpmath at a caller-given context (the assembled transformer needs
 hundreds of digits: node gaps reach 10^-281, hu2024.md §3.6).
@@ -15,8 +16,9 @@ hundreds of digits: node gaps reach 10^-281, hu2024.md §3.6).
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -223,13 +225,10 @@ def memorizing_prompt(dataset, K, include_keys: bool = False) -> MemorizingPromp
     return MemorizingPrompt(P, keys, d, L, K, include_keys)
 
 
-# --------------------------------------------------------------------------------------------
 # FF2: value maps
 # --------------------------------------------------------------------------------------------
 
-
-def _as_ctx_list(a, ctx):
-    return [ctx.mpf(v) for v in a]
+EXTENSIONS = ("linear", "flat")
 
 
 def _rows(Y, ctx=None):
@@ -241,24 +240,66 @@ def _rows(Y, ctx=None):
     return [[ctx.mpf(v) for v in r] for r in R] if ctx is not None else R
 
 
+def _numbers(ctx):
+    return (lambda v: ctx.mpf(v)) if ctx is not None else float
+
+
+def _projection(u, d, conv):
+    """u as a list of d numbers; e_1 = (1,) is the default only when d = 1."""
+    if u is None:
+        if d != 1:
+            raise ValueError("a projection u is required for d > 1")
+        u = [1.0]
+    ul = [conv(v) for v in (u.tolist() if hasattr(u, "tolist") else u)]
+    if len(ul) != d:
+        raise ValueError(f"u must have length d = {d}, got {len(ul)}")
+    return ul
+
+
+def _ids_and_increments(Y, T, u, ctx):
+    """From node inputs Y (M, d) and targets T (M, d): u (list), ids z_m = u^T y_m, increments t_m - y_m, targets."""
+    Yl = _rows(Y, ctx)
+    Tl = _rows(T, ctx)
+    if not Yl or len(Tl) != len(Yl):
+        raise ValueError(f"need M >= 1 node inputs and as many targets, got {len(Yl)} and {len(Tl)}")
+    ul = _projection(u, len(Yl[0]), _numbers(ctx))
+    z = [sum(a * b for a, b in zip(ul, y, strict=False)) for y in Yl]
+    V = [[t - y for t, y in zip(tr, yr, strict=False)] for tr, yr in zip(Tl, Yl, strict=False)]
+    return ul, z, V, Tl
+
+
+def _ident(u, y, ctx):
+    """The id u^T y of one token (d numbers) in ctx."""
+    return ctx.fsum(ctx.mpf(a) * b for a, b in zip(u, y, strict=False))
+
+
 @dataclass(frozen=True, eq=False)
 class InterpolationFFN:
     """Two-FFN value map (hu2024.md §3.5): FF2(y) = y + g(u^T y), g piecewise linear through (z_m, v_m).
 
-    g(z) = v_1 + a_1 ReLU(z - z_1) + sum_{m=2}^{M-1} a_m ReLU(z - z_m), a_1 = s_1, a_m = s_m - s_{m-1},
-    s_m = (v_{m+1} - v_m)/(z_{m+1} - z_m); exact at every node (g(z_k) = v_k), M - 1 hidden ReLUs shared by the
-    d output coordinates (the digest counts M - 1 per coordinate: an upper bound). v_m = t_m - y_m.
-    Numbers are stored as given (floats, or ctx.mpf when built with a context).
+    g(z) = v_1 + sum_m a_m ReLU(z - z_m), a_1 = s_1, a_m = s_m - s_{m-1}, s_m = (v_{m+1} - v_m)/(z_{m+1} - z_m);
+    exact at every node (g(z_k) = v_k), flat (= v_1) below z_1. Beyond z_M:
+    extend="linear": the last slope continues, M - 1 hidden ReLUs (the digest's count);
+    extend="flat": one more ReLU at z_M with a_M = -s_{M-1}, g = v_M beyond z_M, M hidden ReLUs (keeps the
+    output bounded off the nodes: the assembled transformer needs it on FF1's ramp set).
+    The ReLUs are shared by the d output coordinates (the digest counts per coordinate: an upper bound).
+    v_m = t_m - y_m. Numbers are stored as given (floats, or ctx.mpf when built with a context).
     """
 
     u: tuple
     nodes: tuple
     values: tuple  # M tuples of length d
+    extend: str = "linear"
+    _tables: dict = field(default_factory=dict, repr=False)  # per binary precision: prefix sums for apply_column
+
+    def __post_init__(self):
+        if self.extend not in EXTENSIONS:
+            raise ValueError(f"extend must be one of {EXTENSIONS}, got {self.extend!r}")
 
     @classmethod
-    def from_nodes(cls, z, values, u=None, ctx=None, *, sort: bool = True) -> InterpolationFFN:
+    def from_nodes(cls, z, values, u=None, ctx=None, *, sort: bool = True, extend: str = "linear"):
         """Nodes z (M,) distinct, residual increments values (M, d), projection u (d,) (default e_1 when d=1)."""
-        conv = (lambda v: ctx.mpf(v)) if ctx is not None else float
+        conv = _numbers(ctx)
         zl = [conv(v) for v in (z.tolist() if hasattr(z, "tolist") else z)]
         V = [[conv(x) for x in (row.tolist() if hasattr(row, "tolist") else row)] for row in values]
         M = len(zl)
@@ -269,35 +310,21 @@ class InterpolationFFN:
             raise ValueError("value rows must all have length d")
         if ctx is None and M > INTERP_MAX_NODES:
             raise ValueError(f"{M} interpolation nodes exceed budget {INTERP_MAX_NODES}")
-        if u is None:
-            if d != 1:
-                raise ValueError("a projection u is required for d > 1")
-            u = [1.0]
-        ul = [conv(v) for v in (u.tolist() if hasattr(u, "tolist") else u)]
-        if len(ul) != d:
-            raise ValueError(f"u must have length d = {d}, got {len(ul)}")
+        ul = _projection(u, d, conv)
         if sort:
             order = sorted(range(M), key=lambda i: zl[i])
             zl = [zl[i] for i in order]
             V = [V[i] for i in order]
         for a, b in zip(zl, zl[1:], strict=False):
             if not a < b:
-                raise ValueError(f"interpolation nodes must be distinct (and sorted), found {a} !< {b}")
-        return cls(tuple(ul), tuple(zl), tuple(tuple(r) for r in V))
+                raise ValueError(f"interpolation nodes (ids) must be distinct (and sorted), found {a} !< {b}")
+        return cls(tuple(ul), tuple(zl), tuple(tuple(r) for r in V), extend)
 
     @classmethod
-    def from_targets(cls, Y, T, u=None, ctx=None, *, sort: bool = True) -> InterpolationFFN:
+    def from_targets(cls, Y, T, u=None, ctx=None, *, sort: bool = True, extend: str = "linear"):
         """Nodes at the inputs Y (M, d) with targets T (M, d): z_m = u^T y_m, v_m = t_m - y_m."""
-        Yl = _rows(Y, ctx)
-        Tl = _rows(T, ctx)
-        if u is None:
-            u = [1] if len(Yl[0]) == 1 else None
-        if u is None:
-            raise ValueError("a projection u is required for d > 1")
-        ul = [ctx.mpf(v) for v in u] if ctx is not None else [float(v) for v in u]
-        z = [sum(a * b for a, b in zip(ul, y, strict=False)) for y in Yl]
-        V = [[t - y for t, y in zip(tr, yr, strict=False)] for tr, yr in zip(Tl, Yl, strict=False)]
-        return cls.from_nodes(z, V, ul, ctx, sort=sort)
+        ul, z, V, _ = _ids_and_increments(Y, T, u, ctx)
+        return cls.from_nodes(z, V, ul, ctx, sort=sort, extend=extend)
 
     @property
     def M(self) -> int:
@@ -309,18 +336,21 @@ class InterpolationFFN:
 
     @property
     def hidden_width(self) -> int:
-        return max(self.M - 1, 0)
+        """M - 1 (linear) or M (flat) ReLUs; 0 for a single node (g is the constant v_1)."""
+        return 0 if self.M < 2 else self.M - 1 + (self.extend == "flat")
 
     def coefficients(self, conv=float):
-        """(a_1..a_{M-1}) as lists of d-vectors, and v_1, computed with ``conv`` numbers."""
+        """(z, a, v_1): the ReLU offsets z_m, output weights a_m (hidden_width d-vectors), computed with ``conv``."""
         z = [conv(v) for v in self.nodes]
         V = [[conv(x) for x in r] for r in self.values]
         s = [[(V[m + 1][i] - V[m][i]) / (z[m + 1] - z[m]) for i in range(self.d)] for m in range(self.M - 1)]
         a = [s[0]] + [[s[m][i] - s[m - 1][i] for i in range(self.d)] for m in range(1, self.M - 1)] if s else []
+        if s and self.extend == "flat":
+            a.append([-x for x in s[-1]])
         return z, a, V[0]
 
     def weights(self):
-        """(W1, b1, W2, b2) float64: W1 = 1 u^T ((M-1) x d), b1 = -z_m, W2 = [a_m] (d x (M-1)), b2 = v_1."""
+        """(W1, b1, W2, b2) float64: W1 = 1 u^T (H x d), b1 = -z_m, W2 = [a_m] (d x H), b2 = v_1, H = hidden_width."""
         try:
             z, a, v1 = self.coefficients(float)
         except ZeroDivisionError:
@@ -344,7 +374,7 @@ class InterpolationFFN:
         return self.mlp()(np.asarray(Y, dtype=np.float64))
 
     def apply_mp(self, Y, ctx=None):
-        """FF2 in mpmath at ``ctx``: the same network, weights formed in ctx from the stored nodes."""
+        """FF2 in mpmath at ``ctx``, literally: every hidden unit summed (weights formed in ctx from the nodes)."""
         import mpmath
 
         ctx = ctx or getattr(Y, "ctx", None) or mpmath.mp
@@ -362,6 +392,37 @@ class InterpolationFFN:
             for i in range(self.d):
                 out[i, j] = R[i][j] + v1[i] + ctx.fsum(a[m][i] * h[m] for m in range(self.hidden_width))
         return out
+
+    def tables(self, ctx):
+        """(z, A, B, v_1, a) in ctx, cached per precision: A_j = sum_{m<=j} a_m, B_j = sum_{m<=j} a_m z_m."""
+        hit = self._tables.get(ctx.prec)
+        if hit is None:
+            z, a, v1 = self.coefficients(ctx.mpf)
+            z = z[: self.hidden_width]
+            A, B = [], []
+            sa, sb = [ctx.mpf(0)] * self.d, [ctx.mpf(0)] * self.d
+            for zm, am in zip(z, a, strict=True):
+                sa = [sa[i] + am[i] for i in range(self.d)]
+                sb = [sb[i] + am[i] * zm for i in range(self.d)]
+                A.append(sa)
+                B.append(sb)
+            hit = (z, A, B, v1, a)
+            self._tables[ctx.prec] = hit
+        return hit
+
+    def apply_column(self, y, ctx):
+        """The same network on one token y (d numbers) in ctx, in O(d log M): the active units (z_m < u^T y) are
+        a prefix of the sorted offsets, so sum_m a_m ReLU(z - z_m) = A_j z - B_j with prefix sums A, B."""
+        z, A, B, v1, _ = self.tables(ctx)
+        zq = _ident(self.u, y, ctx)
+        j = bisect.bisect_left(z, zq)
+        g = v1 if j == 0 else [v1[i] + A[j - 1][i] * zq - B[j - 1][i] for i in range(self.d)]
+        return [y[i] + g[i] for i in range(self.d)]
+
+    def max_output_weight(self, ctx):
+        """max_m,i |a_m,i|: the slope that amplifies an error in the id into the output."""
+        a = self.tables(ctx)[4]
+        return max((abs(x) for r in a for x in r), default=ctx.mpf(0))
 
     def magnitude_mp(self, Y, ctx):
         """Per column, max over coordinates: |y| + |v_1| + sum_m |a_m| (ReLU(z - z_m) + 2 (|u|.|y| + |z_m|)).
@@ -386,6 +447,11 @@ class InterpolationFFN:
         return res
 
 
+def _bump(zp, zero):
+    """ReLU(z'+2) - ReLU(z'+1) - ReLU(z'-1) + ReLU(z'-2)."""
+    return max(zp + 2, zero) - max(zp + 1, zero) - max(zp - 1, zero) + max(zp - 2, zero)
+
+
 @dataclass(frozen=True, eq=False)
 class BumpStack:
     """Deep narrow value map (hu2024.md §3.5): M residual layers, layer m: y <- y + w_m bump_m(u^T y).
@@ -401,46 +467,47 @@ class BumpStack:
     shifts: tuple  # M tuples of length d
     h: object
     guarded: bool = True
+    _tables: dict = field(default_factory=dict, repr=False)  # per binary precision: sorted ids for apply_column
 
     @classmethod
-    def from_targets(cls, Y, T, u=None, h=None, ctx=None, *, guard: bool = True) -> BumpStack:
-        """Layers in the given order; h defaults to (min gap)/5. ValueError if h or the guard fails."""
-        Yl = _rows(Y, ctx)
-        Tl = _rows(T, ctx)
-        M = len(Yl)
-        if M < 1 or len(Tl) != M:
-            raise ValueError(f"need M >= 1 node inputs and as many targets, got {M} and {len(Tl)}")
-        d = len(Yl[0])
+    def from_nodes(cls, z, shifts, u=None, *, target_ids=(), h=None, ctx=None, guard: bool = True) -> BumpStack:
+        """Layers in the given order at ids z with increments ``shifts``; h defaults to (min gap)/5.
+
+        ValueError if ids coincide, or (guard=True) if h >= gap/4 or a target id u^T t lies in the guard band.
+        """
+        conv = _numbers(ctx)
+        z = [conv(v) for v in z]
+        M = len(z)
+        if M < 1 or len(shifts) != M:
+            raise ValueError(f"need M >= 1 node ids and as many shifts, got {M} and {len(shifts)}")
         if ctx is None and M > BUMP_MAX_LAYERS:
             raise ValueError(f"{M} bump layers exceed budget {BUMP_MAX_LAYERS}")
-        if u is None:
-            if d != 1:
-                raise ValueError("a projection u is required for d > 1")
-            u = [1]
-        conv = (lambda v: ctx.mpf(v)) if ctx is not None else float
-        ul = [conv(v) for v in u]
-        z = [sum(a * b for a, b in zip(ul, y, strict=False)) for y in Yl]
+        ul = _projection(u, len(shifts[0]), conv)
         zs = sorted(z)
         gap = min((b - a for a, b in zip(zs, zs[1:], strict=False)), default=None)
         if gap is not None and not gap > 0:
-            raise ValueError("node ids u^T y_m must be distinct")
-        if h is None:
-            h = gap / 5 if gap is not None else conv(1)
-        h = conv(h)
+            raise ValueError("node ids u^T y_m must be distinct (two ids coincide)")
+        h = conv(h) if h is not None else (gap / 5 if gap is not None else conv(1))
         if not h > 0:
             raise ValueError(f"bump half-width h must be > 0, got {h}")
         if guard:
             if gap is not None and not h < gap / 4:
                 raise ValueError(f"bump half-width h = {h} violates h < (min node gap)/4 = {gap / 4}")
             lo, hi = zs[0] - 3 * h, zs[-1] + 3 * h
-            for m, t in enumerate(Tl):
-                zt = sum(a * b for a, b in zip(ul, t, strict=False))
+            for m, zt in enumerate(target_ids):
                 if lo <= zt <= hi:
                     raise ValueError(
                         f"target guard fails: u^T t_{m} = {zt} lies in [min z - 3h, max z + 3h] = [{lo}, {hi}]"
                     )
-        w = tuple(tuple(t - y for t, y in zip(tr, yr, strict=False)) for tr, yr in zip(Tl, Yl, strict=False))
+        w = tuple(tuple(conv(x) for x in r) for r in shifts)
         return cls(tuple(ul), tuple(z), w, h, guard)
+
+    @classmethod
+    def from_targets(cls, Y, T, u=None, h=None, ctx=None, *, guard: bool = True) -> BumpStack:
+        """Layers in the given order, node m at u^T y_m moving it to t_m; see from_nodes."""
+        ul, z, V, Tl = _ids_and_increments(Y, T, u, ctx)
+        tz = [sum(a * b for a, b in zip(ul, t, strict=False)) for t in Tl]
+        return cls.from_nodes(z, V, ul, target_ids=tz, h=h, ctx=ctx, guard=guard)
 
     @property
     def M(self) -> int:
@@ -479,7 +546,7 @@ class BumpStack:
         return Y
 
     def apply_mp(self, Y, ctx=None):
-        """The M layers in mpmath at ``ctx``."""
+        """The M layers in mpmath at ``ctx``, literally (every layer evaluated)."""
         import mpmath
 
         ctx = ctx or getattr(Y, "ctx", None) or mpmath.mp
@@ -494,8 +561,7 @@ class BumpStack:
             zm = ctx.mpf(zm)
             wm = [ctx.mpf(x) for x in wm]
             for j in range(n):
-                zp = (ctx.fsum(u[i] * R[i][j] for i in range(self.d)) - zm) / h
-                b = max(zp + 2, zero) - max(zp + 1, zero) - max(zp - 1, zero) + max(zp - 2, zero)
+                b = _bump((ctx.fsum(u[i] * R[i][j] for i in range(self.d)) - zm) / h, zero)
                 if b != 0:
                     for i in range(self.d):
                         R[i][j] = R[i][j] + wm[i] * b
@@ -504,3 +570,41 @@ class BumpStack:
             for j in range(n):
                 out[i, j] = R[i][j]
         return out
+
+    def tables(self, ctx):
+        """(sorted ids, their layer indices, z, w, h) in ctx, cached per precision."""
+        hit = self._tables.get(ctx.prec)
+        if hit is None:
+            z = [ctx.mpf(v) for v in self.nodes]
+            order = sorted(range(self.M), key=lambda m: z[m])
+            w = [[ctx.mpf(x) for x in r] for r in self.shifts]
+            hit = ([z[m] for m in order], order, z, w, ctx.mpf(self.h))
+            self._tables[ctx.prec] = hit
+        return hit
+
+    def apply_column(self, y, ctx):
+        """The M layers on one token y (d numbers) in ctx, evaluating only layers that can fire.
+
+        Layer m adds w_m bump_m, and bump_m = 0 outside the window (z_m - 2h, z_m + 2h) (below it all four ReLUs
+        vanish; above it they cancel: (z'+2) - (z'+1) - (z'-1) + (z'-2) = 0, to rounding in apply_mp). So in
+        layer order, the next layer to act is the first later one whose window holds the current id.
+        """
+        zs, order, z, w, h = self.tables(ctx)
+        zero = ctx.mpf(0)
+        y = list(y)
+        done = -1
+        while True:
+            zq = _ident(self.u, y, ctx)
+            lo, hi = bisect.bisect_left(zs, zq - 2 * h), bisect.bisect_right(zs, zq + 2 * h)
+            later = [order[r] for r in range(lo, hi) if order[r] > done]
+            if not later:
+                return y
+            m = min(later)
+            b = _bump((zq - z[m]) / h, zero)
+            y = [y[i] + w[m][i] * b for i in range(self.d)]
+            done = m
+
+    def max_output_weight(self, ctx):
+        """max_m,i |w_m,i| / h: the bump's slope times its increment (amplifies an error in the id)."""
+        _, _, _, w, h = self.tables(ctx)
+        return max(abs(x) for r in w for x in r) / h

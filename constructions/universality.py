@@ -14,13 +14,13 @@ tau depends only on (d, L, K, eta); ``prompt_for(f)`` is the table prompt P_f = 
 L_p = L K^{dL}. Sizes are doubly exponential, so every builder checks the node count and the digits against a
 budget before allocating anything (``resource_counts`` computes them without building).
 
-FF2 has M hidden ReLUs, not M - 1: the extra unit makes the interpolant flat beyond the extreme ids, so the
-output stays bounded on FF1's ramp set; without it the d_alpha bound fails there (slopes reach e^{2R}).
+FF2 is constructions.memorization's InterpolationFFN with extend="flat" (M hidden ReLUs, not M - 1): the extra
+unit makes the interpolant flat beyond the extreme ids, so the output stays bounded on FF1's ramp set; without it
+the d_alpha bound fails there (slopes reach e^{2R}). The multi-FFN variant is its BumpStack.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
 import itertools
 import math
@@ -31,6 +31,7 @@ import numpy as np
 
 from constructions import contextual as cm
 from constructions import quantization as qz
+from constructions.memorization import BumpStack, InterpolationFFN
 
 DEFAULT_MAX_NODES = 5_000
 DEFAULT_MAX_DPS = 4_000
@@ -176,146 +177,6 @@ def check_budget(counts: dict, max_nodes: int, max_dps: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# FF2: interpolation through the contextual ids (local; constructions.memorization has the general one)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class IdInterpolationFF2:
-    """FF2(y) = y + W2 ReLU(u^T y 1 - z) + b2: residual PL interpolation through (z_m, t_m - y_m), flat ends.
-
-    Hidden width M (one ReLU per id); exact at every id up to rounding. ``apply`` evaluates the same network
-    through prefix sums of its output weights (O(log M)); ``apply_literal`` sums all M units.
-    """
-
-    z: tuple  # sorted ids (ctx numbers)
-    coef: tuple  # per unit: d-list of output weights
-    b2: tuple  # d-list (= v_1)
-    u: np.ndarray
-    ctx: object
-    pre_a: tuple = field(repr=False, default=())
-    pre_b: tuple = field(repr=False, default=())
-
-    @classmethod
-    def from_nodes(cls, z, v, u, ctx):
-        order = sorted(range(len(z)), key=lambda i: z[i])
-        z = [z[i] for i in order]
-        v = [v[i] for i in order]
-        for a, b in zip(z, z[1:], strict=False):
-            if not b > a:
-                raise ValueError("two contextual ids coincide: the attention layer is not a contextual map here")
-        d = len(v[0])
-        M = len(z)
-        slopes = [[(v[m + 1][i] - v[m][i]) / (z[m + 1] - z[m]) for i in range(d)] for m in range(M - 1)]
-        coef = []
-        for m in range(M):
-            prev = slopes[m - 1] if m > 0 else [ctx.mpf(0)] * d
-            cur = slopes[m] if m < M - 1 else [ctx.mpf(0)] * d
-            coef.append([cur[i] - prev[i] for i in range(d)])
-        pa, pb = [], []
-        sa, sb = [ctx.mpf(0)] * d, [ctx.mpf(0)] * d
-        for m in range(M):
-            sa = [sa[i] + coef[m][i] for i in range(d)]
-            sb = [sb[i] + coef[m][i] * z[m] for i in range(d)]
-            pa.append(sa)
-            pb.append(sb)
-        return cls(tuple(z), tuple(coef), tuple(v[0]), np.asarray(u, dtype=np.float64), ctx, tuple(pa), tuple(pb))
-
-    @property
-    def width(self) -> int:
-        return len(self.z)
-
-    def ident(self, y):
-        ctx = self.ctx
-        return ctx.fsum(ctx.mpf(float(ui)) * yi for ui, yi in zip(self.u, y, strict=False))
-
-    def g(self, zq):
-        j = bisect.bisect_left(self.z, zq)  # units with z_m < zq are active (ReLU(zq - z_m) > 0)
-        if j == 0:
-            return list(self.b2)
-        a, b = self.pre_a[j - 1], self.pre_b[j - 1]
-        return [self.b2[i] + a[i] * zq - b[i] for i in range(len(self.b2))]
-
-    def apply(self, y):
-        gz = self.g(self.ident(y))
-        return [y[i] + gz[i] for i in range(len(y))]
-
-    def apply_literal(self, y):
-        zq = self.ident(y)
-        out = list(y)
-        for m, zm in enumerate(self.z):
-            h = zq - zm
-            if h > 0:
-                out = [out[i] + self.coef[m][i] * h for i in range(len(out))]
-        return [out[i] + self.b2[i] for i in range(len(out))]
-
-
-@dataclass(frozen=True, eq=False)
-class BumpStackFF2:
-    """M residual layers y <- y + (t_m - y_m) bump_m(u^T y), bump = ReLU(z'+2) - ReLU(z'+1) - ReLU(z'-1) +
-    ReLU(z'-2), z' = (z - z_m)/h, h < (min id gap)/4; 4 ReLUs per layer (hu2024.md §3.5, multi-FFN version).
-
-    Guard: every target's id u^T t lies below min z - 3h, so a token moved by its bump never re-enters a window.
-    """
-
-    z: tuple
-    delta_v: tuple  # t_m - y_m per layer
-    h: object
-    u: np.ndarray
-    ctx: object
-
-    @classmethod
-    def from_nodes(cls, z, v, targets, u, ctx):
-        order = sorted(range(len(z)), key=lambda i: z[i])
-        zs = [z[i] for i in order]
-        gaps = [b - a for a, b in zip(zs, zs[1:], strict=False)]
-        if gaps and not min(gaps) > 0:
-            raise ValueError("two contextual ids coincide: the attention layer is not a contextual map here")
-        h = (min(gaps) if gaps else ctx.mpf(1)) / 5
-        uu = [ctx.mpf(float(x)) for x in u]
-        top = max(ctx.fsum(a * b for a, b in zip(uu, t, strict=False)) for t in targets)
-        if not top < zs[0] - 3 * h:
-            raise ValueError("bump guard violated: a target's id falls inside the id range")
-        return cls(tuple(zs), tuple(v[i] for i in order), h, np.asarray(u, dtype=np.float64), ctx)
-
-    @property
-    def depth(self) -> int:
-        return len(self.z)
-
-    def ident(self, y):
-        ctx = self.ctx
-        return ctx.fsum(ctx.mpf(float(ui)) * yi for ui, yi in zip(self.u, y, strict=False))
-
-    def _bump(self, zq, m):
-        ctx = self.ctx
-        r = lambda x: x if x > 0 else ctx.mpf(0)  # noqa: E731
-        zp = (zq - self.z[m]) / self.h
-        return r(zp + 2) - r(zp + 1) - r(zp - 1) + r(zp - 2)
-
-    def apply(self, y):
-        """Only layers whose window (z_m - 2h, z_m + 2h) holds the current id can fire; the others add exactly 0
-        (below the window all four ReLUs vanish; above it they cancel to rounding): evaluate those layers."""
-        y = list(y)
-        for m in self._active(self.ident(y)):
-            b = self._bump(self.ident(y), m)
-            if b != 0:
-                y = [y[i] + self.delta_v[m][i] * b for i in range(len(y))]
-        return y
-
-    def _active(self, zq):
-        lo = bisect.bisect_left(self.z, zq - 2 * self.h)
-        hi = bisect.bisect_right(self.z, zq + 2 * self.h)
-        return range(lo, hi)
-
-    def apply_literal(self, y):
-        y = list(y)
-        for m in range(len(self.z)):
-            b = self._bump(self.ident(y), m)
-            y = [y[i] + self.delta_v[m][i] * b for i in range(len(y))]
-        return y
-
-
-# --------------------------------------------------------------------------------------------
 # the transformer
 # --------------------------------------------------------------------------------------------
 
@@ -391,7 +252,7 @@ class PromptTunedTransformer:
             raise ValueError(f"expected P {(self.d, self.L_p)} and X {(self.d, self.L)}, got {P.shape}, {X.shape}")
         toks = self._prompt_tokens(P) + self._ff1_columns([X[:, j] for j in range(self.L)], self.L_p)
         ys = self.head.apply_mp(toks, self.ctx, queries=range(self.L_p, self.n))
-        return [self.ff2.apply(y) for y in ys]
+        return [self.ff2.apply_column(y, self.ctx) for y in ys]
 
     def __call__(self, Z, exact: bool = False):
         Z = np.asarray(Z, dtype=np.float64)
@@ -470,14 +331,24 @@ def _enumerate_nodes(d, L, K, ff1, head, ctx, u, positional=True, restrict_promp
     return z, v, targets
 
 
-def _rounding_floor(ff2, counts, eta) -> float:
+def build_ff2(z, v, targets, u, ctx, variant="two_ffn"):
+    """FF2 through the contextual ids z with increments v = t - y (constructions.memorization's value maps).
+
+    two_ffn: InterpolationFFN with extend="flat" (M ReLUs: constant beyond the extreme ids, so the output stays
+    bounded on FF1's ramp set, where ids fall outside the node range; the linear extension's last slope reaches
+    e^{2R}); multi_ffn: BumpStack (M layers of 4 ReLUs) guarded by the target ids u^T t (targets lie in [0,1],
+    below every id, which is >= 1 after the positional offsets).
+    """
+    if variant == "two_ffn":
+        return InterpolationFFN.from_nodes(z, v, u, ctx, extend="flat")
+    tz = [ctx.fsum(ctx.mpf(float(a)) * b for a, b in zip(u, t, strict=False)) for t in targets]
+    return BumpStack.from_nodes(z, v, [float(x) for x in u], target_ids=tz, ctx=ctx)
+
+
+def _rounding_floor(ff2, ctx, counts, eta) -> float:
     """Derived floor for 'exact' outputs: slope x id error + accumulated rounding, id error ~ 10^{-dps} times
     FF1's 1/eta amplification (n K breakpoints) plus the softmax's R r_max n amplification."""
-    ctx = ff2.ctx
-    if isinstance(ff2, IdInterpolationFF2):
-        smax = max(abs(c) for row in ff2.coef for c in row)
-    else:
-        smax = max(abs(c) for row in ff2.delta_v for c in row) / ff2.h
+    smax = ff2.max_output_weight(ctx)
     n, K, R = counts["n"], counts["K"], counts["R"]
     ulp = ctx.mpf(10) ** (-ctx.dps)
     id_err = ulp * ((n + 1) * n * K / ctx.mpf(eta) + (R + 10) * (n + 2) * n)
@@ -498,19 +369,16 @@ def _build_cached(d, L, K, eta, variant, C, alpha, eps) -> PromptTunedTransforme
     head = _universality_head(vocab, n, K, d)
     u = head.w if d == 1 else np.abs(cm.random_unit(np.random.default_rng(1), d))
     z, v, targets = _enumerate_nodes(d, L, K, ff1, head, ctx, u)
-    if variant == "two_ffn":
-        ff2 = IdInterpolationFF2.from_nodes(z, v, u, ctx)
-    else:
-        ff2 = BumpStackFF2.from_nodes(z, v, targets, u, ctx)
+    ff2 = build_ff2(z, v, targets, u, ctx, variant)
     zs = sorted(z)
     gap = min(b - a for a, b in zip(zs, zs[1:], strict=False))
     res = dict(counts)
     if variant == "two_ffn":
-        res["ffn_widths"] = (ff1.hidden_width, ff2.width)
+        res["ffn_widths"] = (ff1.hidden_width, ff2.hidden_width)
     else:
         res["ffn_layers"] = 1 + ff2.depth
-        res["ffn_widths"] = (ff1.hidden_width, 4)
-    floor = _rounding_floor(ff2, counts, eta)
+        res["ffn_widths"] = (ff1.hidden_width, ff2.width)
+    floor = _rounding_floor(ff2, ctx, counts, eta)
     return PromptTunedTransformer(d, L, K, variant, eta, ff1, head, ff2, ctx, res,
                                   float(ctx.log10(gap)), floor, time.perf_counter() - t0)
 

@@ -2,7 +2,7 @@
 
 hu24.boltzmann_separation       |boltz(a) - boltz(a')| >= (ln n)^2 e^{-2r}, |boltz| <= r          (Lemma C, item 4)
 hu24.projection_separation      P(random unit w not c_theory-separating) < 2/pi                    (item 5)
-hu24.lemma_d_norm               ||y|| <= r_max + eps/4                                              (item 6)
+hu24.lemma_d_norm               ||y|| <= r_max + eps/4 (minus its e^{-2R} floor, log scale)         (item 6)
 hu24.lemma_d_token_separation   different tokens: ||y - y'|| >= eps/2                               (item 7)
 hu24.lemma_d_context_separation same token, non-permutation contexts: ||y - y'|| >= delta (closed form) (item 8)
 hu24.lemma_d_data_constant      same with any c' <= c_emp in place of c                             (item 9)
@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import mpmath
 import numpy as np
 from hypothesis import strategies as st
 
@@ -239,23 +240,37 @@ def mutant_projection_constant(inst, backend):
 
 
 def _norm_check(inst, scale_mult=1.0):
+    """Unused fraction of the eps/4 allowance, on the log scale against its derived floor.
+
+    ||y_k|| <= ||x_k|| + kappa |s_k| (kappa = eps/(4 r_max), s_k = sum_l sigma_l p_l, p = w^T x) and
+    r_max - |s_k| >= sum_l sigma_l (P - sgn(s_k) p_l) >= sigma_min c eps (P = max |p_l|; two distinct tokens of the
+    sequence have |p_l - p_l'| >= c eps; sigma_min >= e^{-2R}/n), so the slack r_max + eps/4 - ||y_k|| is at least
+    (eps/4) c eps e^{-2R}/(r_max n). The bound r_max + eps/4 itself is attained up to that e^{-2R}-small term (the
+    largest token attends to itself), so a linear ratio reads 1 in float64; the log scale shows the real margin.
+    """
     head, seqs = _lemma_setup(inst)
     head = head.with_(scale_factor=scale_mult)
     ctx = head.context()
     outs = [head.apply_mp(X, ctx) for X in seqs]
     mx = max(ctx.sqrt(ctx.fsum(v * v for v in y)) for o in outs for y in o)
-    excess = mx - ctx.mpf(head.r_max)
-    slack = ctx.mpf(head.eps) / 4 - excess
-    return verify.Evidence(observed=float(excess), bound=head.eps / 4, precision="mpmath",
-                           notes=f"max ||y|| - r_max against eps/4; slack 10^{float(ctx.log10(abs(slack))):.1f}"
-                                 if slack != 0 else "max ||y|| - r_max against eps/4; slack 0",
-                           resources=_res(head, seqs, ctx))
+    quarter = ctx.mpf(head.eps) / 4
+    unused = (ctx.mpf(head.r_max) + quarter - mx) / quarter
+    R = head._xi_mp(ctx) * ctx.mpf(head.r_max) ** 2
+    log_floor = ctx.log(ctx.mpf(head.c) * ctx.mpf(head.eps) / (ctx.mpf(head.r_max) * head.n)) - 2 * R
+    res = _res(head, seqs, ctx, max_norm=f"{float(mx):.6g}", r_bound=f"{head.r_bound:.6g}")
+    if not unused > 0:
+        return verify.Evidence(observed=math.inf, bound=1.0, precision="mpmath", resources=res,
+                               notes=f"max ||y|| exceeds r_max + eps/4 by {mpmath.nstr(-unused * quarter, 3)}")
+    return _log_evidence(ctx.log(unused), log_floor,
+                         f"unused fraction of eps/4: 10^{float(ctx.log10(unused)):.1f} against the floor "
+                         f"c eps e^(-2R)/(r_max n) = 10^{float(log_floor) / LN10:.1f}", res)
 
 
 @verify.claim(
     "hu24.lemma_d_norm",
     source=SOURCE + " Lemma D; §5 item 6",
-    statement="Lemma D head: ||x_k + Att(X)_k|| <= r_max + eps/4 for every token of every sequence",
+    statement="Lemma D head: ||x_k + Att(X)_k|| <= r_max + (eps/4)(1 - c eps e^{-2R}/(r_max n)) for every token "
+              "(log scale: unused fraction of eps/4 >= its floor)",
     strategy=lemma_instances,
     provenance="derived",
     precision="mpmath",
@@ -273,9 +288,9 @@ def mutant_norm_scale(inst, backend):
     return _norm_check(inst, scale_mult=2.0)
 
 
-def _token_sep_check(inst, scale_mult=1.0):
+def _token_sep_check(inst, scale_mult=1.0, flip_e=False):
     head, seqs = _lemma_setup(inst)
-    head = head.with_(scale_factor=scale_mult)
+    head = head.with_(scale_factor=scale_mult, e=-head.e if flip_e else head.e)
     ctx = head.context()
     g = cm.measure_gaps(head, seqs, ctx)
     return verify.Evidence(observed=head.eps / 2, bound=float(g.min_diff_token),
@@ -300,10 +315,13 @@ def check_lemma_d_tokens(inst, backend):
     return _token_sep_check(inst)
 
 
-@verify.mutant("hu24.lemma_d_token_separation", "output_scale_x4")
+@verify.mutant("hu24.lemma_d_token_separation", "output_scale_x4",
+               strategy=lemma_instances.map(lambda i: {**i, "d": 1, "mixed": True, "e_random": False}))
 def mutant_token_scale(inst, backend):
-    """W_O = eps/r_max e: each token moves up to eps, so different tokens can come within eps/2."""
-    return _token_sep_check(inst, scale_mult=4.0)
+    """W_O = (eps/r_max) e with e = -w (the lemma allows any unit e): each token moves up to eps, and in a mixed-sign
+    d = 1 vocabulary the tokens nearest 0 on either side move towards each other, within eps/2. (With e = w, or
+    tokens of one sign, all tokens move alike and x4 goes unseen: hence the drawn family.)"""
+    return _token_sep_check(inst, scale_mult=4.0, flip_e=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,6 +448,20 @@ rank_instances = st.fixed_dictionaries({
 })
 
 
+def _mp_rounding_floor(head, ctx, s=1):
+    """Floor for the difference of two mpmath evaluations of the head (logits and outputs), u = 2^-prec.
+
+    Logits: (s+d)-term products of magnitude <= R, error <= (s+d+2) u R each; a softmax weight exp(a - max)/sum then
+    carries relative error <= 2(s+d+2) u R + (n+3) u; the output x + scale e sum_l sigma_l v_l with
+    |scale v_l| <= eps/4 adds (eps/4)(2 x that + (n+d+3) u) + u (r_max + eps/4). Two evaluations: twice the sum.
+    """
+    u = float(ctx.mpf(2) ** (-ctx.prec))
+    d, n, R = head.d, head.n, head.R
+    w_rel = 2 * (s + d + 2) * u * R + (n + 3) * u
+    out = (head.eps / 4) * (2 * w_rel + (n + d + 3) * u) + u * (head.r_max + head.eps / 4)
+    return max(2 * out, 2 * (s + d + 2) * u * R, 1e-300)
+
+
 def _rank_check(inst, pad_query=False):
     head, seqs = _lemma_setup(dict(inst, e_random=False), limit=4)
     s = inst["s"] + (1 if pad_query and inst["s"] == 1 else 0)
@@ -447,11 +479,11 @@ def _rank_check(inst, pad_query=False):
         out1, lg1 = head.apply_general_mp(X, ctx, *W1)
         worst = max([worst] + [abs(a - b) for o, o1 in zip(out, out1, strict=True) for a, b in zip(o, o1, strict=True)]
                     + [abs(a - b) for l_, l1 in zip(lg, lg1, strict=False) for a, b in zip(l_, l1, strict=False)])
-    floor = max(10.0 ** (-ctx.dps + 5) * (head.R + 1), 1e-300)
+    floor = _mp_rounding_floor(head, ctx, s)
     obs = float(worst) if got_rank == rank else math.nan
     return verify.Evidence(observed=obs, bound=floor, precision="mpmath",
                            notes=f"max |logit or output difference| vs the rank-1 head; rank(W_K) = {got_rank} "
-                                 f"(asked {rank}); bound = 10^(5-dps) (R+1) rounding floor",
+                                 f"(asked {rank}); bound: derived mpmath rounding floor",
                            resources=_res(head, seqs, ctx, s=s, rank=rank))
 
 
@@ -496,9 +528,9 @@ def _perm_check(inst, positional=False):
         y = head.apply_mp(X + E, ctx)
         yp = head.apply_mp(X[:, pi] + E, ctx)
         worst = max([worst] + [abs(yp[j][i] - y[pi[j]][i]) for j in range(len(pi)) for i in range(head.d)])
-    floor = max(10.0 ** (-ctx.dps + 5) * (head.R + 1), 1e-300)
+    floor = _mp_rounding_floor(head, ctx)
     return verify.Evidence(observed=float(worst), bound=floor, precision="mpmath",
-                           notes="max |y(X Pi) - y(X) Pi| in mpmath; bound = 10^(5-dps)(R+1) rounding floor",
+                           notes="max |y(X Pi) - y(X) Pi| in mpmath; bound: derived mpmath rounding floor",
                            resources=_res(head, seqs, ctx))
 
 
@@ -544,21 +576,11 @@ def float64_collisions(head, seqs, ctx):
     """
     f64 = [head.apply_f64(X) for X in seqs]
     g = cm.measure_gaps(head, seqs, ctx)
-    toks = [[tuple(X[:, j]) for j in range(X.shape[1])] for X in seqs]
-    keys = [tuple(sorted(t)) for t in toks]
     floor = 4 * 2.0**-53 * head.r_max * head.n
-    identical = below = total = 0
-    for i, j in itertools.combinations(range(len(seqs)), 2):
-        if keys[i] == keys[j]:
-            continue
-        for k, tk in enumerate(toks[i]):
-            for l, tl in enumerate(toks[j]):
-                if tk != tl:
-                    continue
-                total += 1
-                diff = float(np.linalg.norm(f64[i][:, k] - f64[j][:, l]))
-                identical += diff == 0.0
-                below += diff <= floor
+    diffs = [float(np.linalg.norm(f64[i][:, k] - f64[j][:, l])) for (i, k), (j, l) in cm.same_token_pairs(seqs)]
+    identical = sum(x == 0.0 for x in diffs)
+    below = sum(x <= floor for x in diffs)
+    total = len(diffs)
     return identical, below, total, float(g.log_min_same_token) / LN10, math.log10(floor)
 
 
@@ -597,9 +619,12 @@ def check_float64_control(inst, backend):
         raise verify.OutOfReach(
             f"float64 cannot decide: {identical}/{total} same-token/different-context pairs collide bit-for-bit "
             f"({below} under the float64 floor 10^{lf:.1f}); the mpmath min gap is 10^{lg:.1f} < 2^-52 r_max")
-    # float64 separated every pair above its floor: it decided, report how
-    return verify.Evidence(observed=10.0 ** lf, bound=10.0 ** max(lg, -300),
-                           notes=f"float64 separated all {total} pairs above its floor",
+    if not total:
+        raise verify.OutOfReach("no same-token pair in non-permutation contexts among the drawn sequences")
+    # float64 separated every pair above its floor: the claim fails unless the true gap is below that floor
+    return verify.Evidence(observed=10.0 ** max(lg, -300), bound=10.0**lf,
+                           notes=f"float64 separated all {total} pairs above its floor 10^{lf:.1f}; "
+                                 f"mpmath min gap 10^{lg:.1f} (ratio = gap / float64 floor)",
                            resources={"pairs": total, "dps": ctx.dps})
 
 
@@ -609,15 +634,8 @@ def mutant_float64_trusted(inst, backend):
     head, seqs = _control_setup(inst)
     ctx = head.context()
     f64 = [head.apply_f64(X) for X in seqs]
-    toks = [[tuple(X[:, j]) for j in range(X.shape[1])] for X in seqs]
-    keys = [tuple(sorted(t)) for t in toks]
-    gap = math.inf
-    for i, j in itertools.combinations(range(len(seqs)), 2):
-        if keys[i] != keys[j]:
-            for k, tk in enumerate(toks[i]):
-                for l, tl in enumerate(toks[j]):
-                    if tk == tl:
-                        gap = min(gap, float(np.linalg.norm(f64[i][:, k] - f64[j][:, l])))
+    gap = min((float(np.linalg.norm(f64[i][:, k] - f64[j][:, l])) for (i, k), (j, l) in cm.same_token_pairs(seqs)),
+              default=math.inf)
     if gap == math.inf:
         raise verify.OutOfReach("no same-token pair")
     obs = math.inf if gap == 0 else -math.log10(gap)

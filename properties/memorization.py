@@ -1,6 +1,6 @@
 """Claims on value maps, table prompts and memorization of Hu et al. 2024 (hu2024.md §2.5, §3.3–3.5, §5).
 
-hu24.ff2_interpolation_exact_mp   item 13: FF2 exact at every node in mpmath (gaps down to 1e-300), width M - 1  [D,C]
+hu24.ff2_interpolation_exact_mp   item 13: FF2 exact at every node, mpmath (gaps >= 1e-300), width M-1 or M (flat) [D,C]
 hu24.ff2_interpolation_exact_f64  item 13: the same network in float64 (gaps >= 1e-6), to the rounding floor   [D,C]
 hu24.bump_stack_tradeoff          items 14, 16: M layers x 4 ReLUs = the same node map; depth M = width + 1     [D]
 hu24.table_prompt_counting        item 17: L_p = L K^{dL} = counting bound (tight); lookup = fbar on every cell [D]
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import verify
 from constructions.lipschitz import KINDS, alpha_norm, random_lipschitz
 from constructions.memorization import (
+    EXTENSIONS,
     BumpStack,
     InterpolationFFN,
     MemorizingPrompt,
@@ -58,6 +59,7 @@ interp_mp_instances = st.fixed_dictionaries(
         "M": st.integers(2, 20),
         "d": st.integers(1, 3),
         "log10_gap": st.integers(-300, -1),
+        "extend": st.sampled_from(EXTENSIONS),
     }
 )
 
@@ -85,36 +87,57 @@ def _mp_nodes(inst, ctx):
     return u, Y, T
 
 
+def _beyond_ends(u, Y, T, extend):
+    """Points one unit of id beyond the extreme nodes and FF2's values there: g = v_1 below z_1; above z_M,
+    g = v_M (flat) or v_M + s_{M-1} (u^T u) (linear: the last slope continues). Nodes are sorted (_mp_nodes)."""
+    nu = sum(x * x for x in u)
+    lo = [a - b for a, b in zip(Y[0], u, strict=True)]
+    hi = [a + b for a, b in zip(Y[-1], u, strict=True)]
+    v = [[t - y for t, y in zip(tr, yr, strict=True)] for tr, yr in zip(T, Y, strict=True)]
+    z = [sum(a * b for a, b in zip(u, y, strict=True)) for y in Y]
+    rise = [0 * x for x in v[-1]] if extend == "flat" else [
+        (a - b) / (z[-1] - z[-2]) * nu for a, b in zip(v[-1], v[-2], strict=True)]
+    return [lo, hi], [[a + b for a, b in zip(lo, v[0], strict=True)],
+                      [a + b + c for a, b, c in zip(hi, v[-1], rise, strict=True)]]
+
+
 def _interp_mp_evidence(inst, breaker=None):
     ctx = mpmath.MPContext()
     ctx.dps = -inst["log10_gap"] + 45
     u, Y, T = _mp_nodes(inst, ctx)
-    F = InterpolationFFN.from_targets(Y, T, u, ctx=ctx)
+    F = InterpolationFFN.from_targets(Y, T, u, ctx=ctx, extend=inst["extend"])
     if breaker is not None:
         F = breaker(F)
     M, d = inst["M"], inst["d"]
-    Ycols = [[Y[m][i] for m in range(M)] for i in range(d)]
-    out = F.apply_mp(Ycols, ctx)
-    mags = F.magnitude_mp(Ycols, ctx)
+    ends, want = _beyond_ends(u, Y, T, inst["extend"])
+    P, W = Y + ends, T + want
+    cols = [[P[m][i] for m in range(len(P))] for i in range(d)]
+    out = F.apply_mp(cols, ctx)
+    mags = F.magnitude_mp(cols, ctx)
     worst = (ctx.mpf(-1), ctx.mpf(1))
-    for m in range(M):
-        err = max(abs(out[i, m] - T[m][i]) for i in range(d))
+    for m in range(len(P)):
+        err = max(abs(out[i, m] - W[m][i]) for i in range(d))
+        # gamma_{H+3} over the output sum's magnitudes (+1: the target's own rounding, |t| <= |y| + 1)
         floor = 4 * (M + 3) * ctx.mpf(2) ** (-ctx.prec) * (mags[m] + 1)
         if err / floor > worst[0] / worst[1]:
             worst = (err, floor)
-    obs = float(worst[0]) if F.hidden_width == M - 1 else math.inf
+    width = M - 1 + (inst["extend"] == "flat")
+    obs = float(worst[0]) if F.hidden_width == width else math.inf
     return verify.Evidence(
         obs,
         float(worst[1]),
-        notes=f"min node gap 1e{inst['log10_gap']}; max |FF2(y_m) - t_m| = {mpmath.nstr(worst[0], 3)}",
-        resources={"M": M, "hidden_width": F.hidden_width, "dps": ctx.dps, "log10_gap": inst["log10_gap"]},
+        notes=f"min node gap 1e{inst['log10_gap']}; max |FF2(y) - want| over the M nodes and 2 points beyond the "
+              f"ends ({inst['extend']} extension) = {mpmath.nstr(worst[0], 3)}",
+        resources={"M": M, "hidden_width": F.hidden_width, "dps": ctx.dps, "log10_gap": inst["log10_gap"],
+                   "extend": inst["extend"]},
     )
 
 
 @verify.claim(
     "hu24.ff2_interpolation_exact_mp",
     source="Hu et al. 2024 (hu2024.md §3.5, §5 item 13) [D,C]",
-    statement="FF2(y) = y + g(u^T y), g piecewise linear through M sorted nodes: FF2(y_m) = t_m to rounding, width M-1",
+    statement="FF2(y) = y + g(u^T y), g piecewise linear through M sorted nodes: FF2(y_m) = t_m to rounding; "
+              "width M-1 (last slope continues) or M (flat beyond the extreme nodes)",
     strategy=interp_mp_instances,
     provenance="derived",
     precision="mpmath",
@@ -126,12 +149,21 @@ def check_interp_mp(inst, backend):
 
 
 def _shift_values(F):
-    return InterpolationFFN(F.u, F.nodes, F.values[1:] + F.values[:1])
+    return InterpolationFFN(F.u, F.nodes, F.values[1:] + F.values[:1], F.extend)
 
 
 def _drop_last_unit(F):
     # a network with the last hidden ReLU removed: interpolate through M-1 nodes, extrapolating the last one
-    return InterpolationFFN(F.u, F.nodes[:-1], F.values[:-1]) if F.M > 2 else _shift_values(F)
+    return InterpolationFFN(F.u, F.nodes[:-1], F.values[:-1], F.extend) if F.M > 2 else _shift_values(F)
+
+
+class _ClosingUnitWrongSign(InterpolationFFN):
+    """The flat extension's closing ReLU with weight +s_{M-1} instead of -s_{M-1} (same width M)."""
+
+    def coefficients(self, conv=float):
+        z, a, v1 = super().coefficients(conv)
+        a[-1] = [-x for x in a[-1]]
+        return z, a, v1
 
 
 @verify.mutant("hu24.ff2_interpolation_exact_mp", "values_off_by_one_node")
@@ -144,6 +176,13 @@ def mutant_interp_shift(inst, backend):
 def mutant_interp_drop(inst, backend):
     """One hidden ReLU fewer (M - 2): the last node is extrapolated, not interpolated."""
     return _interp_mp_evidence(inst, _drop_last_unit)
+
+
+@verify.mutant("hu24.ff2_interpolation_exact_mp", "flat_end_wrong_sign",
+               strategy=interp_mp_instances.map(lambda i: {**i, "extend": "flat"}))
+def mutant_interp_flat_sign(inst, backend):
+    """extend="flat" with the closing unit's weight of the wrong sign: the slope doubles beyond z_M."""
+    return _interp_mp_evidence(inst, lambda F: _ClosingUnitWrongSign(F.u, F.nodes, F.values, F.extend))
 
 
 interp_f64_instances = st.fixed_dictionaries(
@@ -487,7 +526,7 @@ def _dataset_evidence(inst, centred=True, prompt_offsets=True):
         out = (Pcells[:, j * L : j * L + L] + (0.5 if centred else 0.0)) / K
         worst = max(worst, float(alpha_norm(out - Y[i], a)))
     bound = surrogate_sup_bound(C, d, L, a, K)
-    ok = bound <= eps * (1 + 1e-12) and in_ramp == 0
+    ok = bound <= eps and in_ramp == 0  # bound <= eps/3 up to the rounding of choose_K's ceiling
     return verify.Evidence(
         worst if ok else math.inf,
         bound,

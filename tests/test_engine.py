@@ -182,3 +182,11 @@ def test_mpmath_backend_context_is_private():
     ctx = Backend("mpmath", dps=120).mp
     assert ctx.dps == 120 and mpmath.mp.dps == before
     assert abs(ctx.sqrt(2) ** 2 - 2) < ctx.mpf(10) ** -115
+
+
+def test_a_check_that_computes_in_mpmath_reports_that_precision():
+    def check(i, backend):
+        return verify.Evidence(0.5, 1.0, precision="mpmath")
+
+    d = decide(_claim(check), check, 0, Backend(), check(0, Backend()))
+    assert d.evidence.precision == "mpmath"

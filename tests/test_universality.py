@@ -71,19 +71,33 @@ def test_tau_is_cached_and_exact_on_cells():
 def test_fast_ff2_equals_literal_network(variant):
     tau = un.build_prompt_tuned_transformer(1, 1, 1.0, 1.0, 1.5, variant, K=3)
     ctx = tau.ctx
+    z = sorted(tau.ff2.nodes)
     rng = np.random.default_rng(0)
-    for z in list(tau.ff2.z[::7]) + [tau.ff2.z[0] - 1, tau.ff2.z[-1] + 1] + list(rng.uniform(3.9, 4.4, 5)):
-        y = [ctx.mpf(z)]
-        a, b = tau.ff2.apply(y), tau.ff2.apply_literal(y)
-        assert abs(a[0] - b[0]) <= max(tau.floor, 1e-300)  # the derived rounding floor of the exact outputs
+    for zq in list(z[::7]) + [z[0] - 1, z[-1] + 1] + list(rng.uniform(3.9, 4.4, 5)):
+        y = [ctx.mpf(zq)]
+        a, b = tau.ff2.apply_column(y, ctx), tau.ff2.apply_mp([y], ctx)
+        assert abs(a[0] - b[0, 0]) <= max(tau.floor, 1e-300)  # the derived rounding floor of the exact outputs
+
+
+def test_ff2_is_the_memorization_value_map_with_flat_ends():
+    from constructions.memorization import BumpStack, InterpolationFFN
+
+    two = un.build_prompt_tuned_transformer(1, 1, 1.0, 1.0, 1.5, K=3)
+    multi = un.build_prompt_tuned_transformer(1, 1, 1.0, 1.0, 1.5, "multi_ffn", K=3)
+    assert isinstance(two.ff2, InterpolationFFN) and two.ff2.extend == "flat"
+    assert isinstance(multi.ff2, BumpStack)
+    M = two.resources["nodes_M"]
+    assert two.ff2.hidden_width == M == two.resources["ffn_widths"][1]  # flat: one ReLU per id
+    assert multi.ff2.depth == M and multi.resources["ffn_layers"] == 1 + M
 
 
 def test_flat_ends_bound_the_output():
     tau = un.build_prompt_tuned_transformer(1, 1, 1.0, 1.0, 1.5, K=3)
     ctx = tau.ctx
-    for z in (tau.ff2.z[0] - 100, tau.ff2.z[-1] + 100):
-        out = tau.ff2.apply([ctx.mpf(z)])[0]
-        assert abs(out - z) <= tau.n + 3  # the FF2 increment stays within max |t_m - y_m|
+    z = tau.ff2.nodes
+    for zq, v in ((z[0] - 100, tau.ff2.values[0]), (z[-1] + 100, tau.ff2.values[-1])):
+        out = tau.ff2.apply_column([ctx.mpf(zq)], ctx)[0]
+        assert abs(out - zq - v[0]) <= max(tau.floor, 1e-300)  # beyond the extreme ids g is the end value
 
 
 def test_sizes_table_respects_time():

@@ -42,7 +42,8 @@ def decide(claim: Claim, check, instance, backend: Backend, ev: Evidence) -> Dec
 
     With ``claim.rescue`` False the backend's own arithmetic is the subject: no rung may clear it.
     """
-    ev = ev.with_precision(backend.precision)
+    # a check that computed in higher precision than its backend (mpmath inside) says so itself
+    ev = ev if ev.precision else ev.with_precision(backend.precision)
     trail = [(backend.label, ev.ratio)]
     if ev.ratio <= 1.0 or not claim.rescue:
         return Decision(ev, trail)
@@ -53,7 +54,7 @@ def decide(claim: Claim, check, instance, backend: Backend, ev: Evidence) -> Dec
             # the check does not implement this rung (e.g. asks an mpmath backend for .xp): the
             # lower rung's verdict stands and the report names it as the deciding precision.
             break
-        ev2 = ev2.with_precision(rung.precision)
+        ev2 = ev2 if ev2.precision else ev2.with_precision(rung.precision)
         trail.append((rung.label, ev2.ratio))
         ev = ev2
         if ev2.ratio <= 1.0:
