@@ -87,16 +87,16 @@ def render_markdown(doc: dict) -> str:
         tabulate(table_rows(rows), headers=HEADERS, tablefmt="github", disable_numparse=True),
         "",
     ]
-    detail = [r for r in rows if r.get("worst_evidence") and (r["worst_evidence"].get("resources")
-                                                              or r["worst_evidence"].get("notes"))]
-    if detail:
-        lines += ["## Worst instances: resources and notes", ""]
-        for r in detail:
-            ev = r["worst_evidence"]
+    if rows:
+        lines += ["## Worst instances: resources, notes and size limits", ""]
+        for r in rows:
+            ev = r.get("worst_evidence") or {}
             res = ", ".join(f"{k}={v}" for k, v in ev.get("resources", {}).items())
-            lines.append(f"- `{r['claim_id']}` ({r['backend']}): observed {ev['observed']} vs bound {ev['bound']}"
+            head = (f"observed {ev['observed']} vs bound {ev['bound']}" if ev else "no instance decided")
+            lines.append(f"- `{r['claim_id']}` ({r['backend']}): {head}"
                          + (f"; {res}" if res else "") + (f". {ev['notes']}" if ev.get("notes") else "")
-                         + (f" — {r['notes']}" if r.get("notes") else ""))
+                         + (f" — {r['notes']}" if r.get("notes") else "")
+                         + (f". Sizes drawn: {r['limits']}." if r.get("limits") else ""))
         lines.append("")
     cx = [r for r in rows if r.get("counterexample_file")]
     if cx:

@@ -186,6 +186,7 @@ class ClaimResult:
     rescued: int = 0
     worst_evidence: dict | None = None
     worst_instance: object = None
+    limits: str = ""
     counterexample_file: str | None = None
     notes: str = ""
 
@@ -248,6 +249,7 @@ def run_claim(claim: Claim, backend: Backend, **kw) -> tuple[ClaimResult, HuntRe
         worst_evidence=None if ev is None else ev.to_json(),
         worst_instance=_encoded(res.failure_instance if res.found else res.worst_instance),
         notes=notes,
+        limits=claim.limits,
     )
     return row, res
 
