@@ -128,5 +128,24 @@ def test_bench_smoke(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "fitted slope" in out and "crossover" in out
-    assert (tmp_path / "bench_attention.md").exists()
+    md = (tmp_path / "bench_attention.md").read_text()
+    assert "measured crossover n*" in md and "Rank and error against B" in md and "float32 kernel breakdown" in md
     assert attention_main(["--n-min", "64", "--n-max", "16"]) == 2
+
+
+def test_rank_exponent_lgamma_matches_exact_binomial():
+    from properties.fast_attention import _rank_exponents
+
+    for (g, e), k in zip(_rank_exponents(lambda ln_n: 0.5, 1.0, "chebyshev", (64, 256)), (64, 256), strict=True):
+        assert abs(e - math.log(math.comb(k + g, g)) / (k * math.log(2))) <= 1e-12 * max(e, 1.0)
+
+
+def test_parity_floor_covers_zero_naive_error():
+    """beta = 0: every feature is 1, the naive error can be exactly 0 and the floor alone must hold the chunked sum."""
+    from properties.fast_attention import check_backend_parity
+    from verify import Backend
+
+    inst = {"seed": 5, "n": 64, "d": 1, "dv": 3, "beta": 0.0, "log10_eps": -6.0, "kind": "taylor", "scaling": "1",
+            "adversarial": False, "chunk": 1, "dtype": "float32"}
+    ev = check_backend_parity(inst, Backend("numpy").ensure())
+    assert ev.resources["fwd_atol"] > 0 and ev.ratio <= 1.0, ev
