@@ -66,6 +66,7 @@ def test_float64_collides_where_mpmath_separates():
     assert g.log_min_same_token > -math.inf
 
 
+@pytest.mark.exact
 def test_arb_certifies_the_gap():
     pytest.importorskip("flint", reason="python-flint (the 'exact' extra) is not installed: no arb certification")
     seqs = cm.duplicate_free_sequences(V1, 2)

@@ -84,6 +84,7 @@ def test_prompt_wrapper_matches_transformer_head():
     assert res.norms.B == max(res.norms.B_P, res.norms.B_X) >= res.norms.B_X
 
 
+@pytest.mark.backends
 def test_jax_jit():
     jax = pytest.importorskip("jax", reason="jax not installed")
     jax.config.update("jax_enable_x64", True)

@@ -138,6 +138,7 @@ def test_head_type_is_shared():
     assert isinstance(layer.heads[0], Head)
 
 
+@pytest.mark.backends
 def test_experiment_smoke(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("tabulate")
@@ -161,6 +162,7 @@ def test_experiment_smoke(tmp_path):
     assert (tmp_path / "figures" / "wang23_loss_curves.png").stat().st_size > 0
 
 
+@pytest.mark.backends
 def test_experiment_rejects_bad_lengths(tmp_path, capsys):
     pytest.importorskip("torch")
     from verify.experiments import main
