@@ -25,12 +25,33 @@ def claims_table() -> str:
                     tablefmt="github", disable_numparse=True)
 
 
+def registered_table(name: str) -> str:
+    """A deterministic registered table (counts only, no timings), rendered for the README."""
+    from verify.discovery import load
+    from verify.extras import TABLES
+
+    load()
+    headers, rows, notes = TABLES[name].fn(max_seconds=0.0)
+    body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return f"{body}\n\n{notes}" if notes else body
+
+
+def _fill(text: str, start: str, end: str, content: str) -> str:
+    if start not in text or end not in text:
+        raise ValueError(f"README has no {start} … {end} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{content}\n{end}{tail}"
+
+
 def render(text: str) -> str:
-    if START not in text or END not in text:
-        raise ValueError(f"README has no {START} … {END} block")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{claims_table()}\n{END}{tail}"
+    text = _fill(text, START, END, claims_table())
+    # generated tables: <!-- table:NAME:start --> ... <!-- table:NAME:end -->
+    import re
+
+    for name in re.findall(r"<!-- table:([a-z0-9_]+):start -->", text):
+        text = _fill(text, f"<!-- table:{name}:start -->", f"<!-- table:{name}:end -->", registered_table(name))
+    return text
 
 
 def main(argv: list[str]) -> int:
