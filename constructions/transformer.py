@@ -172,3 +172,41 @@ def random_contractive_mlp(rng: np.random.Generator, d: int, r: int, kappa: floa
     W2 = rng.normal(size=(d, r))
     c = np.sqrt(kappa / (spectral_norm(W1) * spectral_norm(W2))) if kappa > 0 else 0.0
     return MLP(W1 * c, rng.normal(scale=bias_scale, size=r), W2 * c, rng.normal(scale=bias_scale, size=d))
+
+
+def _mp_matrix(ctx, A):
+    A = np.asarray(A, dtype=np.float64)
+    return ctx.matrix([[ctx.mpf(float(v)) for v in row] for row in A])
+
+
+def head_attention_mp(ctx, head: Head, x, S):
+    """One head, one query column x (d,), keys/values S (d x n), in mpmath context ``ctx``.
+
+    The same mathematics as ``head_attention``, evaluated at ``ctx.dps`` digits from the float64 weights,
+    for re-checking a suspect float failure (the precision ladder).
+    """
+    Wq, Wk, Wv, Wo = (_mp_matrix(ctx, w) for w in (head.Wq, head.Wk, head.Wv, head.Wo))
+    Sm = _mp_matrix(ctx, S)
+    xm = _mp_matrix(ctx, np.asarray(x, dtype=np.float64).reshape(-1, 1))
+    g = Wq * xm
+    s = (Wk * Sm).T * g
+    m = max(s[i, 0] for i in range(s.rows))
+    w = [ctx.exp(s[i, 0] - m) for i in range(s.rows)]
+    z = ctx.fsum(w)
+    values = Wo * (Wv * Sm)
+    return [ctx.fsum(values[r, i] * w[i] for i in range(len(w))) / z for r in range(values.rows)]
+
+
+def prompt_mixture_mp(ctx, head: Head, x, P, X):
+    """``prompt_mixture`` in mpmath: (lam, Att(x, P), Att(x, X)) at ``ctx.dps`` digits."""
+    Wq, Wk = _mp_matrix(ctx, head.Wq), _mp_matrix(ctx, head.Wk)
+    g = Wq * _mp_matrix(ctx, np.asarray(x, dtype=np.float64).reshape(-1, 1))
+
+    def logmass(S):
+        s = (Wk * _mp_matrix(ctx, S)).T * g
+        vals = [s[i, 0] for i in range(s.rows)]
+        m = max(vals)
+        return m + ctx.log(ctx.fsum(ctx.exp(v - m) for v in vals))
+
+    lam = 1 / (1 + ctx.exp(logmass(X) - logmass(P)))
+    return lam, head_attention_mp(ctx, head, x, P), head_attention_mp(ctx, head, x, X)

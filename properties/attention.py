@@ -14,10 +14,12 @@ from constructions.transformer import (
     Layer,
     attention,
     head_attention,
+    head_attention_mp,
     head_to,
     mlp_to,
     prepend,
     prompt_mixture,
+    prompt_mixture_mp,
     random_contractive_mlp,
     random_head,
 )
@@ -46,7 +48,11 @@ def _draw(inst):
     return rng, head, P, X
 
 
-def _rounding_floor(head, Z, dtype: str) -> float:
+def _unit_roundoff(backend) -> float:
+    return float(backend.mp.eps) if backend.name == "mpmath" else _EPS[backend.dtype]
+
+
+def _rounding_floor(head, Z, u: float) -> float:
     """Forward-error floor of softmax attention at these magnitudes.
 
     Weights carry relative error ~ u(|logit| + n) (exp of a shifted logit, then a sum of n terms), and
@@ -56,10 +62,27 @@ def _rounding_floor(head, Z, dtype: str) -> float:
     n = Z.shape[1]
     logits = (head.Wk @ Z).T @ (head.Wq @ Z)
     values = head.Wo @ (head.Wv @ Z)
-    return 16.0 * _EPS[dtype] * (n + float(np.abs(logits).max())) * max(float(np.abs(values).max()), 1e-300)
+    return 16.0 * u * (n + float(np.abs(logits).max())) * max(float(np.abs(values).max()), 1e-300)
+
+
+def _mixture_deviation_mp(inst, backend, lam_fn):
+    """The precision ladder's top rung: the same instance at backend.dps digits."""
+    _, head, P, X = _draw(inst)
+    ctx = backend.mp
+    Z = np.concatenate([P, X], axis=1)
+    worst = ctx.mpf(0)
+    for j in range(X.shape[1]):
+        lam, att_p, att_x = prompt_mixture_mp(ctx, head, X[:, j], P, X)
+        lam = lam_fn(lam, inst)
+        joint = head_attention_mp(ctx, head, X[:, j], Z)
+        worst = max([worst] + [abs(joint[r] - (lam * att_p[r] + (1 - lam) * att_x[r])) for r in range(len(joint))])
+    return verify.Evidence(float(worst), _rounding_floor(head, Z, _unit_roundoff(backend)),
+                           resources={"n": Z.shape[1], "d": inst["d"], "dps": ctx.dps})
 
 
 def _mixture_deviation(inst, backend, lam_fn):
+    if backend.name == "mpmath":
+        return _mixture_deviation_mp(inst, backend, lam_fn)
     _, head, P, X = _draw(inst)
     hb = head_to(backend, head)
     Pb, Xb = backend.asarray(P), backend.asarray(X)
@@ -70,7 +93,7 @@ def _mixture_deviation(inst, backend, lam_fn):
         lam = lam_fn(lam, inst)
         joint = head_attention(hb, x, prepend(Pb, Xb))
         worst = max(worst, float(np.abs(backend.to_numpy(joint - (lam * att_p + (1 - lam) * att_x))).max()))
-    bound = _rounding_floor(head, np.concatenate([P, X], axis=1), backend.dtype)
+    bound = _rounding_floor(head, np.concatenate([P, X], axis=1), _unit_roundoff(backend))
     return verify.Evidence(worst, bound, resources={"n": P.shape[1] + X.shape[1], "d": inst["d"]})
 
 
@@ -81,7 +104,7 @@ def _mixture_deviation(inst, backend, lam_fn):
     strategy=layer_instances,
     provenance="derived",
     precision="float64",
-    ladder=("float32", "float64"),
+    ladder=("float32", "float64", "mpmath"),
     backends=("numpy", "torch", "jax"),
     limits="d, s <= 8; m <= 12; m_p <= 48; prompt scale <= 50 (logits up to ~1e4: the floor grows with them)",
 )
@@ -107,7 +130,8 @@ def _equivariance(inst, backend, causal: bool):
     observed = float(np.abs(out_perm - out[:, perm]).max())
     att = attention(head, X, X)
     scale = float(np.abs(X).max() + np.abs(att).max() + np.abs(out).max()) + 1.0
-    bound = _rounding_floor(head, X, backend.dtype) + 16.0 * _EPS[backend.dtype] * (2 * inst["d"] + inst["d"]) * scale
+    u = _unit_roundoff(backend)
+    bound = _rounding_floor(head, X, u) + 16.0 * u * (2 * inst["d"] + inst["d"]) * scale
     return verify.Evidence(observed, bound, resources={"m": X.shape[1]})
 
 
