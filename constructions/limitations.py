@@ -339,6 +339,34 @@ def witness_certificate_lower(layer: Layer, ds: WitnessDataset, dps: int = 30) -
     return f, float(defect)
 
 
+def mp_float(ctx, v, direction: int) -> float:
+    """The float next to the mpmath number v on the side ``direction`` (+1: >= v, -1: <= v).
+
+    Rounding an observed value up and a bound down (or both of a pair the same way) keeps the float comparison
+    on the same side as the comparison at ctx's digits: no false verdict is created by the conversion.
+    """
+    f = float(v)
+    if direction > 0 and math.isfinite(f) and ctx.mpf(f) < v:
+        f = float(np.nextafter(f, np.inf))
+    elif direction < 0 and math.isfinite(f) and ctx.mpf(f) > v:
+        f = float(np.nextafter(f, -np.inf))
+    return f
+
+
+def mp_last_output(ctx, layer: Layer, P, X):
+    """tau([P, X])_last at ctx's digits from the float64 weights and tokens (exact conversions): one column."""
+    S = np.concatenate([np.asarray(P, dtype=np.float64), np.asarray(X, dtype=np.float64)], axis=1)
+    x = S[:, -1]
+    return _mp_mlp(ctx, layer.mlp, _mp_mat(ctx, x) + _mp_attend(ctx, layer, x, S))
+
+
+def mp_witness_errors(ctx, layer: Layer, ds: WitnessDataset, P) -> tuple:
+    """witness_errors at ctx's digits: (||tau([P, X1])_last - y10||, ||tau([P, X2])_last - y20||) as mpf."""
+    return tuple(
+        ctx.norm(mp_last_output(ctx, layer, P, X) - _mp_mat(ctx, Y[:, -1])) for X, Y in ((ds.X1, ds.Y1), (ds.X2, ds.Y2))
+    )
+
+
 def witness_errors(layer: Layer, ds: WitnessDataset, P, X1=None, X2=None, Y1=None, Y2=None):
     """(||tau([P, X1])_last - y10||, ||tau([P, X2])_last - y20||); array-API generic.
 
@@ -432,6 +460,38 @@ def prompt_mass_gap(head: Head, x, P) -> tuple[float, float]:
     g = score_vector(head, x)
     a = attend(head, x, P)
     return logsumexp(P.T @ g) - float(g @ np.linalg.solve(M, a)), math.log(P.shape[1])
+
+
+def mp_prompt_mass_gap(ctx, head: Head, x, P):
+    """prompt_mass_gap at ctx's digits from the float64 weights, query and prompt: (gap, log m_p) as mpf.
+
+    The same formula, log Z_P - g^T M^-1 Att(x, P), with M^-1 applied by an LU solve at ctx's digits.
+    """
+    require_invertible_values(head)
+    P = np.asarray(P, dtype=np.float64)
+    Wq, Wk, Wv, Wo = (_mp_mat(ctx, w) for w in (head.Wq, head.Wk, head.Wv, head.Wo))
+    g = Wk.T * (Wq * _mp_mat(ctx, x))
+    Pm = _mp_mat(ctx, P)
+    s = list(Pm.T * g)
+    e = [ctx.exp(v) for v in s]
+    Z = ctx.fsum(e)
+    a = Wo * (Wv * (Pm * ctx.matrix([v / Z for v in e])))
+    return ctx.log(Z) - (g.T * ctx.lu_solve(Wo * Wv, a))[0], ctx.log(P.shape[1])
+
+
+def mp_mlp_pair_norms(ctx, mlp: MLP, X1, X2):
+    """Per column j: (||MLP(x1_j) - MLP(x2_j)||, ||x1_j - x2_j||) at ctx's digits (float64 inputs, exact)."""
+    X1, X2 = np.asarray(X1, dtype=np.float64), np.asarray(X2, dtype=np.float64)
+    out = []
+    for j in range(X1.shape[1]):
+        z1, z2 = _mp_mat(ctx, X1[:, j]), _mp_mat(ctx, X2[:, j])
+        out.append((ctx.norm(_mp_mlp(ctx, mlp, z1) - _mp_mlp(ctx, mlp, z2)), ctx.norm(z1 - z2)))
+    return out
+
+
+def mp_mlp_kappa(ctx, mlp: MLP):
+    """kappa = ||W_1||_2 ||W_2||_2 of the stored float64 weights at ctx's digits (the lemma's hypothesis, exact)."""
+    return _mp_spectral_norm(ctx, mlp.W1) * _mp_spectral_norm(ctx, mlp.W2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,11 @@ from constructions.limitations import (
     lora_rank1,
     mlp_apply,
     mlp_inverse,
+    mp_float,
+    mp_mlp_kappa,
+    mp_mlp_pair_norms,
+    mp_prompt_mass_gap,
+    mp_witness_errors,
     prompt_lambdas,
     prompt_mass_gap,
     random_causal_stack,
@@ -178,6 +183,8 @@ def _witness_check(inst, backend, build=None, certificate=None):
     rng, layer = _witness_layer(inst)
     ds = build(layer, inst, rng) if build else witness_dataset(layer, inst["alpha"], rng, spread=inst["spread"])
     prompts = _witness_prompts(inst, layer, ds, rng)
+    if backend.name == "mpmath":
+        return _witness_check_mp(inst, backend, layer, ds, prompts, certificate)
     lb = _layer_to(backend, layer)
     arrs = [backend.asarray(a) for a in (ds.X1, ds.X2, ds.Y1, ds.Y2)]
     best, best_P = math.inf, prompts[0]
@@ -210,6 +217,36 @@ def _witness_check(inst, backend, build=None, certificate=None):
     )
 
 
+def _witness_check_mp(inst, backend, layer, ds, prompts, certificate=None):
+    """The mpmath rung: the same layer, dataset and (float64-found) prompts, evaluated at backend.dps digits.
+
+    Every prompt's exact max-error is >= the certificate, so only mpmath's own rounding can tip the comparison:
+    the floor is the same first-order bound as on the float rungs with unit roundoff ctx.eps (~10^-dps), and the
+    floats handed over are the certificate rounded down and the bound rounded up.
+    """
+    ctx = backend.mp
+    best, best_P = None, prompts[0]
+    for P in prompts:
+        err = max(mp_witness_errors(ctx, layer, ds, P))
+        if best is None or err < best:
+            best, best_P = err, P
+    if certificate is None:
+        cert, defect = witness_certificate_lower(layer, ds, dps=max(30, backend.dps))
+    else:
+        cert, defect = certificate(ds), 0.0
+    u = float(ctx.eps)
+    floor = max(last_output_rounding(layer, best_P, X, u) for X in (ds.X1, ds.X2)) + (inst["d"] + 2) * u * float(best)
+    return verify.Evidence(
+        observed=cert,
+        bound=mp_float(ctx, best + floor, +1),
+        precision="mpmath",
+        notes=f"mpmath[{backend.dps}]: certificate (minus the stored targets' defect {defect:.2g}) vs the smallest"
+        f" max-error of the same {len(prompts)} prompts (+ its rounding bound {floor:.2g} at u = {u:.2g})",
+        resources={"d": inst["d"], "m_p": inst["m_p"], "best_m_p": best_P.shape[1], "prompts": len(prompts),
+                   "adversary": str(bool(inst["adversary"])), "D": ds.D, "dps": backend.dps},
+    )
+
+
 @verify.claim(
     "wang23.witness_bound",
     source="Wang et al. 2023 Thm 2 [R]; derived version wang2023.md §2.2 / §5 item 12 [D]",
@@ -217,7 +254,7 @@ def _witness_check(inst, backend, build=None, certificate=None):
     strategy=witness_instances,
     provenance="derived",
     precision="float64",
-    ladder=("float32", "float64"),
+    ladder=("float32", "float64", "mpmath"),
     backends=("numpy", "torch", "jax"),
     limits="d <= 6, m_p <= 64, prompt scale 1e-2..1e2; adversary: BFGS (60 its) from 3 starts incl. the memorizers",
 )
@@ -414,6 +451,8 @@ def _mass(inst, backend, with_log_mp: bool = True):
     M = require_invertible_values(head)
     x = rng.normal(size=d)
     P = rng.normal(0.0, 10.0 ** inst["prompt_log10_scale"], size=(d, inst["m_p"]))
+    if backend.name == "mpmath":
+        return _mass_mp(inst, backend, head, M, x, P, with_log_mp)
     gap, log_mp = prompt_mass_gap(head, x, P)
     g = score_vector(head, x)
     s = P.T @ g
@@ -431,6 +470,26 @@ def _mass(inst, backend, with_log_mp: bool = True):
     )
 
 
+def _mass_mp(inst, backend, head, M, x, P, with_log_mp: bool = True):
+    """The mpmath rung: the same head, query and prompt; gap = H(softmax) <= log m_p exactly, so the floor is the
+    float rung's with unit roundoff ctx.eps (~10^-dps); both floats handed over are rounded up (same side)."""
+    ctx = backend.mp
+    gap, log_mp = mp_prompt_mass_gap(ctx, head, x, P)
+    g = score_vector(head, x)
+    s = P.T @ g
+    a = attend(head, x, P)
+    u = float(ctx.eps)
+    solve_term = np.linalg.cond(M) * np.linalg.norm(g) * np.linalg.norm(np.linalg.solve(M, a))
+    floor = 16.0 * u * (float(np.abs(s).max()) + solve_term + 1.0)
+    return verify.Evidence(
+        observed=mp_float(ctx, gap, +1),
+        bound=mp_float(ctx, (log_mp if with_log_mp else 0) + floor, +1),
+        precision="mpmath",
+        notes=f"mpmath[{backend.dps}]: log Z_P - g^T M^-1 Att(x,P) = H(softmax) <= log m_p (+ rounding {floor:.2g})",
+        resources={"m_p": inst["m_p"], "d": inst["d"], "dps": backend.dps},
+    )
+
+
 @verify.claim(
     "wang23.prompt_mass_bound",
     source="wang2023.md §2.3 'Mass bound' [D]; §5 item 15",
@@ -438,6 +497,7 @@ def _mass(inst, backend, with_log_mp: bool = True):
     strategy=mass_instances,
     provenance="derived",
     precision="float64",
+    ladder=("float64", "mpmath"),
     limits="d <= 6, m_p <= 64, prompt scale 1e-3..30",
 )
 def check_mass_bound(inst, backend):
@@ -758,6 +818,8 @@ def _bilip(inst, backend, lower_const=None):
     sc = 10.0 ** inst["log10_scale"]
     X1 = rng.normal(0.0, sc, size=(inst["d"], 16))
     X2 = X1 + rng.normal(0.0, sc, size=X1.shape) * rng.uniform(1e-3, 1.0, size=(1, 16))
+    if backend.name == "mpmath":
+        return _bilip_mp(inst, backend, mlp, X1, X2, lower_const)
     dx = np.linalg.norm(X1 - X2, axis=0)
     df = np.linalg.norm(mlp(X1) - mlp(X2), axis=0)
     lo = (1.0 - kappa) if lower_const is None else lower_const
@@ -772,6 +834,31 @@ def _bilip(inst, backend, lower_const=None):
     )
 
 
+def _bilip_mp(inst, backend, mlp, X1, X2, lower_const=None):
+    """The mpmath rung: the same MLP and 16 pairs at backend.dps digits, with kappa = ||W1|| ||W2|| of the stored
+    weights (the lemma's hypothesis, evaluated exactly; the float rung uses the drawn kappa, equal to ~1e-16).
+    The floor is the float rung's with unit roundoff ctx.eps, plus the eigenvalue solver's error in kappa amplified
+    by 1/(1 - kappa); both floats handed over are rounded up (same side)."""
+    ctx = backend.mp
+    k = mp_mlp_kappa(ctx, mlp)
+    lo = (1 - k) if lower_const is None else ctx.mpf(lower_const)
+    pairs = mp_mlp_pair_norms(ctx, mlp, X1, X2)
+    ratio = max(max(df / ((1 + k) * dx), lo * dx / df) for df, dx in pairs)
+    u = float(ctx.eps)
+    dr = inst["d"] + inst["r_extra"]
+    mag = float(np.abs(mlp(X1)).max() + np.abs(mlp(X2)).max())
+    df_min = float(min(df for df, _ in pairs))
+    rel_floor = 32.0 * u * dr * (mag / (df_min + 1e-300) + 1.0 / max(1.0 - float(k), 1e-300))
+    return verify.Evidence(
+        observed=mp_float(ctx, ratio, +1),
+        bound=mp_float(ctx, 1 + ctx.mpf(rel_floor), +1),
+        precision="mpmath",
+        notes=f"mpmath[{backend.dps}]: max over 16 pairs of ||df||/((1+kappa)||dx||) and (1-kappa)||dx||/||df||,"
+        f" kappa = {float(k):.17g} (drawn {inst['kappa']!r})",
+        resources={"kind": inst["kind"], "dps": backend.dps},
+    )
+
+
 @verify.claim(
     "wang23.mlp_bilipschitz",
     source="wang2023.md §2.4 residual lemma [D]; §5 item 2",
@@ -779,6 +866,7 @@ def _bilip(inst, backend, lower_const=None):
     strategy=mlp_instances,
     provenance="derived",
     precision="float64",
+    ladder=("float64", "mpmath"),
     limits="d <= 8; 'contract'/'expand' MLPs attain the constants exactly (ratio 1 up to rounding)",
 )
 def check_bilip(inst, backend):

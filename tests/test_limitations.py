@@ -210,3 +210,102 @@ def test_prompt_objective_gradient_matches_finite_differences():
         h = 1e-6
         fd = np.array([(f(x + h * e)[0] - f(x - h * e)[0]) / (2 * h) for e in np.eye(x.size)])
         np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# the mpmath rung of the tightest float64 claims: same instance, same prompts/points, 50 digits
+
+_WITNESS_TIGHT = [
+    dict(seed=s, d=d, full_head=fh, kappa=k, alpha=a, tight=True, spread=1.0, weight_scale=1.0, m_p=mp,
+         prompt_log10_scale=0.0, adversary=adv)
+    for s, d, fh, k, a, mp, adv in [(0, 2, True, 0.5, 1.0, 1, False), (1, 4, False, 0.9, 0.3, 8, True),
+                                    (2, 6, True, 0.1, 4.0, 3, True)]
+]
+_BILIP = [
+    dict(seed=s, d=d, r_extra=r, kappa=k, kind=kind, log10_scale=sc)
+    for s, d, r, k, kind, sc in [(0, 3, 2, 0.5, "contract", 0.0), (1, 5, 0, 0.9, "expand", -1.0),
+                                 (2, 2, 4, 0.3, "random", 1.0), (3, 8, 3, 0.0, "contract", 0.5)]
+]
+_MASS = [
+    dict(seed=s, d=d, m_p=mp, weight_scale=w, prompt_log10_scale=sc)
+    for s, d, mp, w, sc in [(0, 1, 1, 1.0, 0.0), (1, 3, 5, 2.0, -3.0), (2, 6, 64, 0.5, 1.0), (3, 4, 17, 3.0, 1.5)]
+]
+
+
+def _rung_cases():
+    from properties import limitations as lim
+
+    return [(lim.check_witness_bound, _WITNESS_TIGHT), (lim.check_bilip, _BILIP), (lim.check_mass_bound, _MASS)]
+
+
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["witness_bound", "mlp_bilipschitz", "prompt_mass_bound"])
+def test_mpmath_rung_recomputes_the_same_instance(which):
+    """Float64 and mpmath[50] evaluate the same instance (same prompts / points); at 50 digits the claim holds."""
+    from verify import Backend
+
+    check, instances = _rung_cases()[which]
+    assert "mpmath" in check.claim.ladder
+    b64, bmp = Backend(), Backend("mpmath", dps=50)
+    for inst in instances:
+        e64, emp = check(inst, b64), check(inst, bmp)
+        assert emp.precision == "mpmath" and emp.resources["dps"] == 50
+        assert emp.ratio <= 1.0, (inst, emp)
+        if which == 2 and inst["m_p"] == 1:
+            # the entropy gap is 0 in exact arithmetic: both rungs sit at their own rounding level
+            assert abs(e64.observed) <= e64.bound and abs(emp.observed) <= emp.bound < 1e-45
+            continue
+        if which == 0:  # observed: the certificate, the same at 30 and 50 digits; bound: best error (+ floor)
+            assert abs(e64.observed - emp.observed) <= 4e-16 * emp.observed, inst
+            assert e64.bound >= emp.bound * (1 - 1e-12), inst
+            continue
+        assert abs(e64.ratio - emp.ratio) <= 1e-11 * emp.ratio, (inst, e64.ratio, emp.ratio)
+        if which == 1:  # observed: the worst pair ratio
+            assert abs(e64.observed - emp.observed) <= 1e-12 * emp.observed, inst
+        elif which == 2:  # observed: the entropy gap
+            assert abs(e64.observed - emp.observed) <= 1e-12 * emp.observed, inst
+
+
+def test_witness_mpmath_errors_match_float64_per_prompt():
+    """The mpmath rung evaluates exactly the prompts the float64 rung tried (BFGS ones included): each float64
+    error agrees with its 50-digit value to 1e-12 of the output's size, and within the float64 rounding bound."""
+    import mpmath
+
+    from constructions.limitations import last_output_rounding, mp_witness_errors
+    from properties.limitations import _witness_layer, _witness_prompts
+
+    ctx = mpmath.MPContext()
+    ctx.dps = 50
+    for inst in _WITNESS_TIGHT:
+        rng, layer = _witness_layer(inst)
+        ds = witness_dataset(layer, inst["alpha"], rng, spread=inst["spread"])
+        prompts = _witness_prompts(inst, layer, ds, rng)
+        assert len(prompts) >= 9
+        for P in prompts:
+            e64, emp = witness_errors(layer, ds, P), mp_witness_errors(ctx, layer, ds, P)
+            for a, b, (X, Y) in zip(e64, emp, ((ds.X1, ds.Y1), (ds.X2, ds.Y2)), strict=True):
+                u = 2.0**-53
+                floor = last_output_rounding(layer, P, X, u) + (inst["d"] + 2) * u * float(b)
+                assert abs(a - float(b)) <= min(floor, 1e-12 * (float(b) + np.abs(Y).max())), (inst, a, b, floor)
+            assert max(emp) >= ds.certificate * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["witness_bound", "mlp_bilipschitz", "prompt_mass_bound"])
+def test_ladder_rescues_a_suspect_float64_failure_at_mpmath(which):
+    """A float64 verdict of ratio 1 + 1e-9 on a real instance is re-checked at mpmath[50] and cleared there;
+    a mutant's real violation is re-checked too and confirmed at mpmath."""
+    from verify import Backend, Evidence
+    from verify.runner import decide
+
+    check, instances = _rung_cases()[which]
+    claim = check.claim
+    inst = instances[[1, 0, 1][which]]  # instances where the claim's mutant is violated
+    ev = check(inst, Backend())
+    suspect = Evidence(ev.bound * (1.0 + 1e-9), ev.bound, "fabricated suspect failure", dict(ev.resources))
+    d = decide(claim, check, inst, Backend(), suspect)
+    assert d.rescued and d.evidence.precision == "mpmath" and d.evidence.ratio <= 1.0
+    assert [lab for lab, _ in d.trail] == ["numpy/float64/cpu", "mpmath[50]"] and d.trail[0][1] > 1.0
+    mutant = claim.mutants[0]
+    mev = mutant.check(inst, Backend())
+    assert mev.ratio > 1.0, "this instance must break the mutant"
+    dm = decide(claim, mutant.check, inst, Backend(), mev)
+    assert not dm.rescued and dm.evidence.precision == "mpmath" and dm.evidence.ratio > 1.0
