@@ -636,28 +636,54 @@ def with_w2_update(layer: Layer, delta) -> Layer:
 # Theorem 5 (derived): invertibility of residual blocks and of causal prompt-tuned stacks
 
 
+def inverse_iterations(kappa: float) -> int:
+    """Fixed-point steps after which kappa^N <= e^-40: the contraction term is below any rounding floor."""
+    return 10 + int(math.ceil(40.0 / max(-math.log(max(kappa, 1e-300)), 1e-3)))
+
+
 def mlp_inverse(mlp: MLP, Y, tol: float = 0.0, max_iter: int | None = None) -> tuple[np.ndarray, int]:
     """Fixed-point inverse of the residual MLP (i-ResNet lemma): z <- y - F(z), F = MLP - id, rate kappa < 1.
 
-    Runs until the step stops shrinking below tol (default: to rounding) or max_iter; returns (Z, iterations).
-    After k steps the error is <= kappa^k / (1 - kappa) ||step_1||.
+    Runs ``inverse_iterations(kappa)`` steps (or ``max_iter``), stopping early only when a step is exactly 0 or
+    <= tol. After k exact steps the error is <= kappa^k / (1 - kappa) ||step_1||; in floating point each step adds
+    at most the rounding rho of one evaluation, so the error settles at rho / (1 - kappa). No stop on a step that
+    fails to shrink: for kappa near 1 the true decrease per step (1 - kappa) is drowned by rounding long before
+    the iterate converges (at kappa = 0.99 that stop left errors 100x the rounding level).
     """
     kappa = require_contractive(mlp)
     Y = np.asarray(Y, dtype=np.float64)
     Y2 = Y[:, None] if Y.ndim == 1 else Y
     if max_iter is None:
-        max_iter = 10 + int(math.ceil(40.0 / max(-math.log(max(kappa, 1e-300)), 1e-3)))
+        max_iter = inverse_iterations(kappa)
     Z = Y2.copy()
-    prev = math.inf
-    it = 0
-    for it in range(1, max_iter + 1):
+    it, step = 0, math.inf
+    while it < max_iter and step > tol and step != 0.0:
         Zn = Y2 - mlp.residual_part(Z)
         step = float(np.abs(Zn - Z).max())
         Z = Zn
-        if step <= tol or (step == 0.0) or (step >= prev and it > 5):
-            break
-        prev = step
+        it += 1
     return (Z[:, 0] if Y.ndim == 1 else Z), it
+
+
+def mlp_eval_rounding(mlp: MLP, X, u: float) -> np.ndarray:
+    """Componentwise bound on |fl(X + F(X)) - (X + F(X))| for one float evaluation, F = W2 ReLU(W1 x + b1) + b2.
+
+    gamma_k = k u / (1 - k u) per inner product of length k (Higham, Thm 3.5); ReLU is exact and 1-Lipschitz; the
+    last addition x + F(x) rounds once more: e1 = gamma_{d+1}(|W1||x| + |b1|),
+    e2 = gamma_{r+1}(|W2||h| + |b2|) + |W2| e1, e = e2 + u(|x| + |F(x)|) + u e2.
+    """
+    W1, b1, W2, b2 = (np.asarray(w, dtype=np.float64) for w in (mlp.W1, mlp.b1, mlp.W2, mlp.b2))
+    X = np.asarray(X, dtype=np.float64)
+    d, r = W1.shape[1], W1.shape[0]
+
+    def gamma(k):
+        return k * u / (1.0 - k * u)
+
+    e1 = gamma(d + 1) * (np.abs(W1) @ np.abs(X) + np.abs(b1)[:, None])
+    H = np.maximum(W1 @ X + b1[:, None], 0.0)
+    e2 = gamma(r + 1) * (np.abs(W2) @ (H + e1) + np.abs(b2)[:, None]) + np.abs(W2) @ e1
+    F = W2 @ H + b2[:, None]
+    return e2 * (1.0 + u) + u * (np.abs(X) + np.abs(F) + e2)
 
 
 @dataclass(frozen=True)

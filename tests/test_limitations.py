@@ -309,3 +309,15 @@ def test_ladder_rescues_a_suspect_float64_failure_at_mpmath(which):
     assert mev.ratio > 1.0, "this instance must break the mutant"
     dm = decide(claim, mutant.check, inst, Backend(), mev)
     assert not dm.rescued and dm.evidence.precision == "mpmath" and dm.evidence.ratio > 1.0
+
+
+def test_mlp_inverse_slow_contraction_regression():
+    """Found by the thorough profile: at kappa = 0.99 the old stop-on-stagnation rule left an error 1.44x the floor
+    (4.4e-12): a true decrease of (1 - kappa) per step is drowned by rounding long before convergence."""
+    from properties.limitations import check_mlp_inverse, mutant_mlp_inverse_short
+    from verify import Backend
+
+    inst = {"seed": 0, "d": 1, "r_extra": 0, "kappa": 0.99, "kind": "random", "log10_scale": 0.0}
+    ev = check_mlp_inverse(inst, Backend())
+    assert ev.ratio <= 1.0 and ev.observed < 1e-12
+    assert mutant_mlp_inverse_short(inst, Backend()).ratio > 1.0
