@@ -200,7 +200,7 @@ class PromptTunedTransformer:
     ctx: object
     resources: dict
     node_min_gap_log10: float
-    floor: float
+    floor: object  # mpf in ctx: the derived floor of 'exact' outputs (see _rounding_floor)
     build_seconds: float
     _prompt_cache: dict = field(default_factory=dict, repr=False)
 
@@ -345,14 +345,19 @@ def build_ff2(z, v, targets, u, ctx, variant="two_ffn"):
     return BumpStack.from_nodes(z, v, [float(x) for x in u], target_ids=tz, ctx=ctx)
 
 
-def _rounding_floor(ff2, ctx, counts, eta) -> float:
-    """Derived floor for 'exact' outputs: slope x id error + accumulated rounding, id error ~ 10^{-dps} times
-    FF1's 1/eta amplification (n K breakpoints) plus the softmax's R r_max n amplification."""
+def _rounding_floor(ff2, ctx, counts, eta):
+    """Floor for 'exact' outputs, in ctx (an mpf: as a float it underflows at dps > 308).
+
+    slope x id error + accumulated rounding, id error ~ 10^{-dps} times FF1's 1/eta amplification (n K
+    breakpoints) plus the softmax's R r_max n amplification. A worst-case first-order derivation (FF1's
+    crossings of powers of two amplified by 1 + 2R and the largest FF2 slope) lands at the same size, so
+    the ~1e-6 ratios seen are slack in the worst case, not padding.
+    """
     smax = ff2.max_output_weight(ctx)
     n, K, R = counts["n"], counts["K"], counts["R"]
     ulp = ctx.mpf(10) ** (-ctx.dps)
     id_err = ulp * ((n + 1) * n * K / ctx.mpf(eta) + (R + 10) * (n + 2) * n)
-    return float(smax * id_err + ulp * counts["nodes_M"] * 10 * (n + 2))
+    return smax * id_err + ulp * counts["nodes_M"] * 10 * (n + 2)
 
 
 @functools.lru_cache(maxsize=16)

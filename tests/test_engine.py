@@ -190,3 +190,8 @@ def test_a_check_that_computes_in_mpmath_reports_that_precision():
 
     d = decide(_claim(check), check, 0, Backend(), check(0, Backend()))
     assert d.evidence.precision == "mpmath"
+
+
+def test_overflowed_evidence_is_never_a_pass():
+    assert verify.Evidence(math.inf, math.inf).ratio == math.inf
+    assert verify.Evidence(math.inf, 1.0).ratio == math.inf

@@ -53,7 +53,9 @@ class Evidence:
             return math.inf
         if self.bound == 0.0:
             return 0.0 if self.observed <= 0.0 else math.inf
-        return self.observed / self.bound
+        r = self.observed / self.bound
+        # inf / inf: an overflowed measurement decides nothing, so it is never a pass
+        return math.inf if math.isnan(r) else r
 
     @property
     def margin(self) -> float:
