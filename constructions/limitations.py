@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from constructions.transformer import MLP, Head, Layer, prompt_tuned, spectral_norm
+from constructions.transformer import MLP, Head, Layer, head_attention_mp, mp_matrix, prompt_tuned, spectral_norm
 
 # ---------------------------------------------------------------------------------------------
 # hypotheses
@@ -284,31 +284,23 @@ def witness_dataset(
     return WitnessDataset(X1, X2, Y1, Y2, c1, c2, t1, t2, float(alpha), kappa, D)
 
 
-def _mp_mat(ctx, a):
-    a = np.asarray(a, dtype=np.float64)
-    return ctx.matrix(a.reshape(a.shape[0], -1).tolist())
-
-
 def _mp_spectral_norm(ctx, W):
-    A = _mp_mat(ctx, W)
+    A = mp_matrix(ctx, W)
     return ctx.sqrt(max(ctx.eigsy(A.T * A, eigvals_only=True)))
 
 
 def _mp_attend(ctx, layer: Layer, x, S):
-    x, S = _mp_mat(ctx, x), _mp_mat(ctx, S)
-    out = ctx.zeros(S.rows, 1)
+    """Att(x, S) summed over the layer's heads at ctx's digits, as a column."""
+    out = ctx.zeros(np.asarray(S).shape[0], 1)
     for h in heads_of(layer):
-        sc = (_mp_mat(ctx, h.Wk) * S).T * (_mp_mat(ctx, h.Wq) * x)
-        w = [ctx.exp(sc[k]) for k in range(S.cols)]
-        tot = ctx.fsum(w)
-        out += _mp_mat(ctx, h.Wo) * (_mp_mat(ctx, h.Wv) * (S * ctx.matrix([wk / tot for wk in w])))
+        out += ctx.matrix(head_attention_mp(ctx, h, x, S))
     return out
 
 
 def _mp_mlp(ctx, mlp: MLP, z):
-    hp = _mp_mat(ctx, mlp.W1) * z + _mp_mat(ctx, mlp.b1)
+    hp = mp_matrix(ctx, mlp.W1) * z + mp_matrix(ctx, mlp.b1)
     h = ctx.matrix([max(hp[k], 0) for k in range(hp.rows)])
-    return z + _mp_mat(ctx, mlp.W2) * h + _mp_mat(ctx, mlp.b2)
+    return z + mp_matrix(ctx, mlp.W2) * h + mp_matrix(ctx, mlp.b2)
 
 
 def witness_certificate_lower(layer: Layer, ds: WitnessDataset, dps: int = 30) -> tuple[float, float]:
@@ -324,14 +316,14 @@ def witness_certificate_lower(layer: Layer, ds: WitnessDataset, dps: int = 30) -
     ctx = mpmath.MPContext()
     ctx.dps = dps
     kappa = _mp_spectral_norm(ctx, layer.mlp.W1) * _mp_spectral_norm(ctx, layer.mlp.W2)
-    x0 = _mp_mat(ctx, ds.x0)
+    x0 = mp_matrix(ctx, ds.x0)
     c1, c2 = _mp_attend(ctx, layer, ds.x0, ds.X1), _mp_attend(ctx, layer, ds.x0, ds.X2)
     alpha = ctx.mpf(ds.alpha)
     D = ctx.norm(c1 - c2)
     defect = ctx.mpf(0)
     for c, cj, Y in ((c1, c2, ds.Y1), (c2, c1, ds.Y2)):
         y = _mp_mlp(ctx, layer.mlp, x0 + c + alpha * (c - cj))
-        defect = max(defect, ctx.norm(y - _mp_mat(ctx, Y[:, -1])))
+        defect = max(defect, ctx.norm(y - mp_matrix(ctx, Y[:, -1])))
     cert = (1 - kappa) * alpha * D - defect
     f = float(cert)
     if ctx.mpf(f) > cert:
@@ -357,13 +349,14 @@ def mp_last_output(ctx, layer: Layer, P, X):
     """tau([P, X])_last at ctx's digits from the float64 weights and tokens (exact conversions): one column."""
     S = np.concatenate([np.asarray(P, dtype=np.float64), np.asarray(X, dtype=np.float64)], axis=1)
     x = S[:, -1]
-    return _mp_mlp(ctx, layer.mlp, _mp_mat(ctx, x) + _mp_attend(ctx, layer, x, S))
+    return _mp_mlp(ctx, layer.mlp, mp_matrix(ctx, x) + _mp_attend(ctx, layer, x, S))
 
 
 def mp_witness_errors(ctx, layer: Layer, ds: WitnessDataset, P) -> tuple:
     """witness_errors at ctx's digits: (||tau([P, X1])_last - y10||, ||tau([P, X2])_last - y20||) as mpf."""
     return tuple(
-        ctx.norm(mp_last_output(ctx, layer, P, X) - _mp_mat(ctx, Y[:, -1])) for X, Y in ((ds.X1, ds.Y1), (ds.X2, ds.Y2))
+        ctx.norm(mp_last_output(ctx, layer, P, X) - mp_matrix(ctx, Y[:, -1]))
+        for X, Y in ((ds.X1, ds.Y1), (ds.X2, ds.Y2))
     )
 
 
@@ -469,9 +462,9 @@ def mp_prompt_mass_gap(ctx, head: Head, x, P):
     """
     require_invertible_values(head)
     P = np.asarray(P, dtype=np.float64)
-    Wq, Wk, Wv, Wo = (_mp_mat(ctx, w) for w in (head.Wq, head.Wk, head.Wv, head.Wo))
-    g = Wk.T * (Wq * _mp_mat(ctx, x))
-    Pm = _mp_mat(ctx, P)
+    Wq, Wk, Wv, Wo = (mp_matrix(ctx, w) for w in (head.Wq, head.Wk, head.Wv, head.Wo))
+    g = Wk.T * (Wq * mp_matrix(ctx, x))
+    Pm = mp_matrix(ctx, P)
     s = list(Pm.T * g)
     e = [ctx.exp(v) for v in s]
     Z = ctx.fsum(e)
@@ -484,7 +477,7 @@ def mp_mlp_pair_norms(ctx, mlp: MLP, X1, X2):
     X1, X2 = np.asarray(X1, dtype=np.float64), np.asarray(X2, dtype=np.float64)
     out = []
     for j in range(X1.shape[1]):
-        z1, z2 = _mp_mat(ctx, X1[:, j]), _mp_mat(ctx, X2[:, j])
+        z1, z2 = mp_matrix(ctx, X1[:, j]), mp_matrix(ctx, X2[:, j])
         out.append((ctx.norm(_mp_mlp(ctx, mlp, z1) - _mp_mlp(ctx, mlp, z2)), ctx.norm(z1 - z2)))
     return out
 

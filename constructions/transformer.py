@@ -174,9 +174,10 @@ def random_contractive_mlp(rng: np.random.Generator, d: int, r: int, kappa: floa
     return MLP(W1 * c, rng.normal(scale=bias_scale, size=r), W2 * c, rng.normal(scale=bias_scale, size=d))
 
 
-def _mp_matrix(ctx, A):
-    A = np.asarray(A, dtype=np.float64)
-    return ctx.matrix([[ctx.mpf(float(v)) for v in row] for row in A])
+def mp_matrix(ctx, a):
+    """A float64 array as an mpmath matrix in ``ctx`` (exact conversion); a vector becomes a column."""
+    a = np.asarray(a, dtype=np.float64)
+    return ctx.matrix(a.reshape(a.shape[0], -1).tolist())
 
 
 def head_attention_mp(ctx, head: Head, x, S):
@@ -185,9 +186,9 @@ def head_attention_mp(ctx, head: Head, x, S):
     The same mathematics as ``head_attention``, evaluated at ``ctx.dps`` digits from the float64 weights,
     for re-checking a suspect float failure (the precision ladder).
     """
-    Wq, Wk, Wv, Wo = (_mp_matrix(ctx, w) for w in (head.Wq, head.Wk, head.Wv, head.Wo))
-    Sm = _mp_matrix(ctx, S)
-    xm = _mp_matrix(ctx, np.asarray(x, dtype=np.float64).reshape(-1, 1))
+    Wq, Wk, Wv, Wo = (mp_matrix(ctx, w) for w in (head.Wq, head.Wk, head.Wv, head.Wo))
+    Sm = mp_matrix(ctx, S)
+    xm = mp_matrix(ctx, np.asarray(x, dtype=np.float64).reshape(-1, 1))
     g = Wq * xm
     s = (Wk * Sm).T * g
     m = max(s[i, 0] for i in range(s.rows))
@@ -199,11 +200,11 @@ def head_attention_mp(ctx, head: Head, x, S):
 
 def prompt_mixture_mp(ctx, head: Head, x, P, X):
     """``prompt_mixture`` in mpmath: (lam, Att(x, P), Att(x, X)) at ``ctx.dps`` digits."""
-    Wq, Wk = _mp_matrix(ctx, head.Wq), _mp_matrix(ctx, head.Wk)
-    g = Wq * _mp_matrix(ctx, np.asarray(x, dtype=np.float64).reshape(-1, 1))
+    Wq, Wk = mp_matrix(ctx, head.Wq), mp_matrix(ctx, head.Wk)
+    g = Wq * mp_matrix(ctx, np.asarray(x, dtype=np.float64).reshape(-1, 1))
 
     def logmass(S):
-        s = (Wk * _mp_matrix(ctx, S)).T * g
+        s = (Wk * mp_matrix(ctx, S)).T * g
         vals = [s[i, 0] for i in range(s.rows)]
         m = max(vals)
         return m + ctx.log(ctx.fsum(ctx.exp(v - m) for v in vals))
