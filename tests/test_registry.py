@@ -46,7 +46,7 @@ MUTANTS = [pytest.param(c, m, id=f"{c.id}-{m.name}") for c in REGISTRY.all() for
 
 @pytest.mark.parametrize("claim,mutant", MUTANTS)
 def test_mutant_is_caught(claim, mutant):
-    res = hunt(claim, Backend(), check=mutant.check, strategy=mutant.strategy, profile=PROFILE,
+    res = hunt(claim, Backend(), mutant=mutant, profile=PROFILE,
                max_seconds=BUDGET, seed=0, shrink=False)
     assert res.error is None, f"mutant {mutant.name} raised instead of failing: {res.error}"
     assert res.found, (

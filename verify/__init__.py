@@ -14,27 +14,37 @@ from verify.claims import (
     REGISTRY,
     Claim,
     ClaimError,
+    Condition,
     Evidence,
     Mutant,
     OutOfReach,
     UnsupportedPrecision,
     claim,
     mutant,
+    patch_mutant,
+    tightened,
 )
-from verify.extras import TABLES, table
+from verify.extras import STUDIES, TABLES, study, table
+from verify.status import Status
 
 __all__ = [
     "REGISTRY",
+    "STUDIES",
     "TABLES",
     "Backend",
     "BackendUnavailable",
     "Claim",
     "ClaimError",
+    "Condition",
     "Evidence",
     "Mutant",
     "OutOfReach",
+    "Status",
     "UnsupportedPrecision",
     "claim",
     "mutant",
+    "patch_mutant",
+    "study",
     "table",
+    "tightened",
 ]

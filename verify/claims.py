@@ -7,9 +7,14 @@ imports a specific claim: it discovers them through this registry.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import functools
+import importlib
+import inspect
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +25,32 @@ _ID_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A named side condition of a claim's conclusion, e.g. ``Condition("rank", 12 == 10, "rank 12 != C(d+g, g) = 10")``.
+
+    A failed condition makes the instance a violation (ratio inf) and the report names it, instead of an
+    anonymous ``observed = inf``.
+    """
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "ok", bool(self.ok))
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.detail or ('holds' if self.ok else 'fails')}"
+
+
+@dataclass(frozen=True)
 class Evidence:
     """What one check measured: ``observed`` against ``bound``; the claim holds when ratio <= 1.
 
     ``resources`` carries size/resource counts (prompt length, digits, rank...) that the report
-    prints beside the ratio; ``notes`` is free text for a human.
+    prints beside the ratio; ``notes`` is free text for a human; ``conditions`` are named side
+    conditions, each of which must hold. A non-finite bound decides nothing (``vacuous``): the runner
+    reports such an instance out of reach, never as a pass.
     """
 
     observed: float
@@ -32,8 +58,13 @@ class Evidence:
     notes: str = ""
     resources: Mapping[str, Any] = field(default_factory=dict)
     precision: str | None = None
+    conditions: tuple[Condition, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "conditions", tuple(self.conditions))
+        for c in self.conditions:
+            if not isinstance(c, Condition):
+                raise TypeError(f"Evidence.conditions holds verify.Condition objects, got {c!r}")
         for name in ("observed", "bound"):
             v = getattr(self, name)
             try:
@@ -47,8 +78,21 @@ class Evidence:
             raise ValueError(f"Evidence.precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     @property
+    def failed(self) -> tuple[Condition, ...]:
+        return tuple(c for c in self.conditions if not c.ok)
+
+    @property
+    def vacuous(self) -> str:
+        """Why this evidence decides nothing ('' when it decides): a non-finite bound."""
+        if not math.isfinite(self.bound):
+            return f"vacuous bound ({self.bound!r}): nothing to compare against"
+        return ""
+
+    @property
     def ratio(self) -> float:
-        """observed / bound; a NaN observation counts as a violation (inf), never as a pass."""
+        """observed / bound; a failed condition or NaN observation counts as a violation (inf), never a pass."""
+        if self.failed:
+            return math.inf
         if math.isnan(self.observed):
             return math.inf
         if self.bound == 0.0:
@@ -66,7 +110,18 @@ class Evidence:
         return self.ratio <= 1.0
 
     def with_precision(self, precision: str) -> Evidence:
-        return Evidence(self.observed, self.bound, self.notes, dict(self.resources), precision)
+        return Evidence(self.observed, self.bound, self.notes, dict(self.resources), precision, self.conditions)
+
+    def scaled_bound(self, factor: float) -> Evidence:
+        """The same evidence against ``factor * bound`` (a tightened-bound mutant)."""
+        return Evidence(self.observed, self.bound * factor, self.notes, dict(self.resources), self.precision,
+                        self.conditions)
+
+    def describe(self) -> str:
+        """One line for a report: the failed conditions if any, else observed vs bound."""
+        if self.failed:
+            return "; ".join(str(c) for c in self.failed)
+        return f"observed {self.observed!r} vs bound {self.bound!r} (ratio {self.ratio!r})"
 
     def to_json(self) -> dict:
         return {
@@ -77,6 +132,7 @@ class Evidence:
             "precision": self.precision,
             "notes": self.notes,
             "resources": {k: _jsonable_resource(v) for k, v in self.resources.items()},
+            "conditions": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.conditions],
         }
 
     @classmethod
@@ -87,6 +143,7 @@ class Evidence:
             notes=d.get("notes", ""),
             resources=dict(d.get("resources", {})),
             precision=d.get("precision"),
+            conditions=tuple(Condition(c["name"], c["ok"], c.get("detail", "")) for c in d.get("conditions", ())),
         )
 
 
@@ -131,15 +188,113 @@ class UnsupportedPrecision(Exception):
     """Raised by a check asked to run at a precision it does not implement (ends the ladder)."""
 
 
+MUTANT_KINDS = ("patch", "tightened", "flag")
+
+
 @dataclass(frozen=True)
 class Mutant:
-    """A deliberately broken check: the claim's property must report ratio > 1 on some instance."""
+    """A deliberately broken variant of a claim; the claim's property must report ratio > 1 on some instance.
+
+    kind "patch": ``patches`` replace named functions/attributes of construction modules for the duration of
+        the hunt, and the claim's own, unchanged check runs; the strongest form.
+    kind "tightened": the claim's unchanged check against ``factor * bound`` (factor < 1): a bound made
+        tighter than the truth must be seen, so the property also sees a bound that got looser.
+    kind "flag": a broken *check* (``check``); only where the defect lives in the check itself.
+    """
 
     claim_id: str
     name: str
-    check: Callable[[Any, Any], Evidence]
+    check: Callable[[Any, Any], Evidence] | None = None
     description: str = ""
     strategy: Any = None  # optional: a strategy that reaches the mutant's failures faster
+    kind: str = "flag"
+    patches: tuple[tuple[str, Any], ...] = ()
+    factor: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in MUTANT_KINDS:
+            raise ClaimError(f"mutant {self.name!r}: kind must be one of {MUTANT_KINDS}")
+        if self.kind == "flag" and self.check is None:
+            raise ClaimError(f"flag mutant {self.name!r} needs a check")
+        if self.kind == "patch" and not self.patches:
+            raise ClaimError(f"patch mutant {self.name!r} needs at least one patch")
+        if self.kind == "tightened" and not 0.0 < self.factor < 1.0:
+            raise ClaimError(f"tightened mutant {self.name!r}: factor must lie in (0, 1), got {self.factor!r}")
+
+    def checker(self, claim: Claim) -> Callable[[Any, Any], Evidence]:
+        """The function the hunt calls: the broken check (flag), or the claim's own check (patch, tightened)."""
+        if self.kind == "flag":
+            return self.check
+        if self.kind == "tightened":
+            f = self.factor
+
+            def tightened(instance, backend):
+                return claim.check(instance, backend).scaled_bound(f)
+
+            return tightened
+        return claim.check
+
+    @contextlib.contextmanager
+    def active(self):
+        """Apply this mutant's patches (if any) everywhere the patched objects are bound; restore on exit."""
+        with apply_patches(self.patches):
+            yield self
+
+
+def resolve(target: str):
+    """(owner, attribute, current object) for a dotted 'package.module.[Class.]attr' path."""
+    parts = target.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        modname = ".".join(parts[:i])
+        try:
+            owner = importlib.import_module(modname)
+        except ImportError:
+            continue
+        try:
+            for p in parts[i:-1]:
+                owner = getattr(owner, p)
+            return owner, parts[-1], getattr(owner, parts[-1])
+        except AttributeError:
+            break
+    raise ClaimError(f"patch target {target!r} does not name an attribute of an importable module")
+
+
+@contextlib.contextmanager
+def apply_patches(patches):
+    """Replace each target by its replacement in its owner and in every loaded module that bound the same object
+    (``from m import f`` copies the reference), so the claim's unchanged check sees the defect wherever it calls it.
+
+    A replacement whose signature has a parameter named ``original`` receives the unpatched object there.
+    """
+    undo = []
+    try:
+        for target, replacement in patches:
+            owner, attr, orig = resolve(target)
+            new = replacement
+            if callable(replacement) and _takes_original(replacement):
+                new = functools.partial(replacement, original=orig)
+                functools.update_wrapper(new, replacement)
+            undo.append((owner, attr, orig))
+            setattr(owner, attr, new)
+            for mod in list(sys.modules.values()):
+                d = getattr(mod, "__dict__", None)
+                if d is None or mod is owner:
+                    continue
+                for k, v in list(d.items()):
+                    if v is orig:
+                        undo.append((mod, k, orig))
+                        d[k] = new
+        yield
+    finally:
+        for owner, attr, orig in reversed(undo):
+            setattr(owner, attr, orig)
+
+
+def _takes_original(fn) -> bool:
+    try:
+        return "original" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -159,6 +314,9 @@ class Claim:
     expect_reason: str = ""
     module: str = ""
     max_examples: int | None = None
+    tight: float | None = None
+    min_decided: float = 0.5
+    plugin: str = ""
 
     @property
     def mutants(self) -> tuple[Mutant, ...]:
@@ -243,6 +401,8 @@ def claim(
     expect: str = "holds",
     expect_reason: str = "",
     max_examples: int | None = None,
+    tight: float | None = None,
+    min_decided: float = 0.5,
 ):
     """Register ``check(instance, backend) -> Evidence`` as a claim.
 
@@ -252,8 +412,12 @@ def claim(
     rescue: False when the low-precision backend *is* the subject (a float32 kernel's error): the
         ladder then only validates the reference and never clears the backend.
     backends: array backends the check supports (numpy | torch | jax).
-    expect: "holds", or "counterexample" for a claim that documents where a theorem's hypothesis is
-        needed (the report shows it as expected, with expect_reason).
+    expect: "holds"; "counterexample" for a claim that documents where a theorem's hypothesis is needed;
+        "out_of_reach" for a claim that documents what a precision cannot decide (asserted: deciding
+        suddenly is reported too). Both need expect_reason.
+    tight: the worst ratio the strategy is known to reach (the bound is attained or nearly on a known family);
+        registers a generic "bound_tightened" mutant at that factor, so a loosened constant is caught.
+    min_decided: the share of drawn instances that must be decided (not out of reach) for the run to count.
     mutants: {name: check} pairs (or Mutant objects) registered beside the claim.
     """
     if not _ID_RE.match(id):
@@ -262,8 +426,14 @@ def claim(
         raise ClaimError(f"claim {id!r}: provenance must be one of {PROVENANCES}, got {provenance!r}")
     if precision not in PRECISIONS:
         raise ClaimError(f"claim {id!r}: precision must be one of {PRECISIONS}, got {precision!r}")
-    if expect not in ("holds", "counterexample"):
-        raise ClaimError(f"claim {id!r}: expect must be 'holds' or 'counterexample'")
+    if expect not in ("holds", "counterexample", "out_of_reach"):
+        raise ClaimError(f"claim {id!r}: expect must be 'holds', 'counterexample' or 'out_of_reach'")
+    if expect != "holds" and not expect_reason:
+        raise ClaimError(f"claim {id!r}: expect={expect!r} needs an expect_reason")
+    if tight is not None and not 0.0 < tight < 1.0:
+        raise ClaimError(f"claim {id!r}: tight must lie in (0, 1), got {tight!r}")
+    if not 0.0 <= min_decided <= 1.0:
+        raise ClaimError(f"claim {id!r}: min_decided must lie in [0, 1]")
     if ladder is None:
         # Opt-in: only a check that really computes at a higher rung may be re-checked there,
         # otherwise the report would name a precision that never decided anything.
@@ -289,8 +459,15 @@ def claim(
             expect_reason=expect_reason,
             module=getattr(check, "__module__", ""),
             max_examples=max_examples,
+            tight=tight,
+            min_decided=min_decided,
+            plugin=_CURRENT_PLUGIN[-1] if _CURRENT_PLUGIN else "",
         )
         REGISTRY.add(c)
+        if tight is not None:
+            REGISTRY.add_mutant(Mutant(id, "bound_tightened", kind="tightened", factor=tight,
+                                       description=f"the bound scaled by {tight}: the worst known ratio, so the"
+                                                   " property sees a bound looser than the truth"))
         items = mutants.items() if isinstance(mutants, Mapping) else [(m.name, m) for m in mutants]
         for name, m in items:
             if isinstance(m, Mutant):
@@ -303,15 +480,37 @@ def claim(
     return deco
 
 
-def mutant(claim_id: str, name: str, *, strategy=None, description: str = ""):
-    """Register ``check(instance, backend) -> Evidence`` as a broken variant of ``claim_id``.
+def mutant(claim_id: str, name: str, *, patch: str | None = None, strategy=None, description: str = ""):
+    """Register a mutant of ``claim_id``.
 
+    With ``patch="constructions.module.attr"`` the decorated function *replaces* that attribute for the hunt and
+    the claim's unchanged check runs (give it a parameter ``original`` to receive the unpatched object).
+    Without ``patch`` the decorated ``check(instance, backend) -> Evidence`` is a broken check (a flag mutant):
+    only for a defect that lives in the check itself; say so in its docstring.
     The claim may be registered before or after its mutants; orphans are reported by the tests.
     """
 
-    def deco(check):
-        desc = description or (check.__doc__ or "").strip().split("\n")[0]
-        REGISTRY.add_mutant(Mutant(claim_id, name, check, desc, strategy))
-        return check
+    def deco(fn):
+        desc = description or (fn.__doc__ or "").strip().split("\n")[0]
+        if patch is None:
+            REGISTRY.add_mutant(Mutant(claim_id, name, fn, desc, strategy))
+        else:
+            REGISTRY.add_mutant(Mutant(claim_id, name, None, desc, strategy, kind="patch", patches=((patch, fn),)))
+        return fn
 
     return deco
+
+
+def patch_mutant(claim_id: str, name: str, patches: Mapping[str, Any], *, strategy=None, description: str = ""):
+    """Register a mutant that replaces several construction attributes at once ({target: replacement})."""
+    REGISTRY.add_mutant(Mutant(claim_id, name, None, description, strategy, kind="patch",
+                               patches=tuple(patches.items())))
+
+
+def tightened(claim_id: str, factor: float, *, name: str = "bound_tightened", strategy=None, description: str = ""):
+    """Register the generic tightened-bound mutant: the claim's check against ``factor * bound``."""
+    REGISTRY.add_mutant(Mutant(claim_id, name, None, description or f"the bound scaled by {factor}", strategy,
+                               kind="tightened", factor=factor))
+
+
+_CURRENT_PLUGIN: list[str] = []

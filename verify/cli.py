@@ -167,7 +167,7 @@ def cmd_mutants(args) -> int:
             print(f"{c.id}: NO MUTANT (every claim needs one)", file=sys.stderr)
             missed += 1
         for m in c.mutants:
-            res = hunt(c, backend, check=m.check, strategy=m.strategy, profile=profile,
+            res = hunt(c, backend, mutant=m, profile=profile,
                        max_seconds=args.max_seconds, seed=args.seed, shrink=False)
             caught = res.found
             missed += not caught

@@ -94,6 +94,7 @@ def hunt(
     *,
     check=None,
     strategy=None,
+    mutant=None,
     profile: str = "dev",
     max_examples: int | None = None,
     max_seconds: float = 60.0,
@@ -101,7 +102,17 @@ def hunt(
     on_example=None,
     shrink: bool = True,
 ) -> HuntResult:
-    """Run ``check`` (default: the claim's) under Hypothesis; stop at the first confirmed violation."""
+    """Run ``check`` (default: the claim's) under Hypothesis; stop at the first confirmed violation.
+
+    With ``mutant``, its patches are applied for the whole hunt and its checker (the claim's own check for
+    patch and tightened mutants) is what runs.
+    """
+    if mutant is not None:
+        with mutant.active():
+            return hunt(claim, backend, check=mutant.checker(claim),
+                        strategy=strategy if strategy is not None else mutant.strategy, profile=profile,
+                        max_examples=max_examples, max_seconds=max_seconds, seed=seed, on_example=on_example,
+                        shrink=shrink)
     check = check or claim.check
     strategy = strategy if strategy is not None else claim.strategy
     base = profile_settings(profile)
