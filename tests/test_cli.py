@@ -13,6 +13,7 @@ import pytest
 from verify.cli import main
 
 USER = str(Path(__file__).parent / "fixtures" / "user_claims.py")
+ENGINE = str(Path(__file__).parent / "fixtures" / "engine_claims.py")
 
 
 def run_cli(capsys, *argv):
@@ -44,7 +45,8 @@ def test_run_writes_reports_and_passes_its_own_gate(capsys, tmp_path):
 
 
 def test_user_claims_true_false_and_replay(capsys, tmp_path):
-    rc, _, err = run_cli(capsys, "run", "user.*", "--claims", USER, "--out", str(tmp_path), "--seed", "3",
+    rc, _, err = run_cli(capsys, "run", "user.cauchy_schwarz", "user.square_below_one", "--claims", USER, "--out",
+                         str(tmp_path), "--seed", "3",
                          "--no-tables")
     assert rc == 1  # the false claim is a confirmed counterexample
     doc = json.loads((tmp_path / "latest.json").read_text())
@@ -53,10 +55,34 @@ def test_user_claims_true_false_and_replay(capsys, tmp_path):
     files = list((tmp_path / "counterexamples").glob("user.square_below_one*.json"))
     assert len(files) == 1
     stored = json.loads(files[0].read_text())
-    assert stored["format"] == "prompt-limits/counterexample/1" and "numpy" in stored["versions"]
+    assert stored["format"] == "prompt-limits/counterexample/2" and "numpy" in stored["versions"]
     rc, out, _ = run_cli(capsys, "replay", str(files[0]))
-    assert rc == 0 and "reproduced bit for bit" in out
-    assert f"observed:  {float(stored['evidence']['observed'])!r}" in out
+    # still a counterexample: exit 1, so `git bisect run prompt-limits replay FILE` finds the fixing commit
+    assert rc == 1 and "reproduced bit for bit" in out and "still a counterexample" in out
+    assert f"observed {float(stored['evidence']['observed'])!r}" in out
+
+
+def test_replay_exits_0_once_the_instance_holds(capsys, tmp_path):
+    doc = {"format": "prompt-limits/counterexample/2", "claim": "user.square_below_one", "claims_modules": [USER],
+           "backend": {"name": "numpy", "dtype": "float64", "device": "cpu"}, "instance": 0.5,
+           "evidence": {"observed": 4.0, "bound": 1.0}}
+    f = tmp_path / "now_holds.json"
+    f.write_text(json.dumps(doc))
+    rc, out, _ = run_cli(capsys, "replay", str(f))
+    assert rc == 0 and "now holds" in out and "stored:    observed 4.0 vs bound 1.0" in out
+
+
+def test_replay_reads_format_1_and_names_the_version_it_cannot(capsys, tmp_path):
+    doc = {"format": "prompt-limits/counterexample/1", "claim": "user.square_below_one", "claims_modules": [USER],
+           "backend": {"name": "numpy", "dtype": "float64", "device": "cpu"}, "instance": 1.5,
+           "evidence": {"observed": 2.25, "bound": 1.0}}
+    f = tmp_path / "v1.json"
+    f.write_text(json.dumps(doc))
+    rc, out, _ = run_cli(capsys, "replay", str(f))
+    assert rc == 1 and "reproduced bit for bit" in out
+    f.write_text(json.dumps(dict(doc, format="prompt-limits/counterexample/9")))
+    rc, _, err = run_cli(capsys, "replay", str(f))
+    assert rc == 2 and "needs a newer prompt-limits" in err and err.count("\n") == 1
 
 
 def test_gate_fails_on_a_regression(capsys, tmp_path):
@@ -66,6 +92,33 @@ def test_gate_fails_on_a_regression(capsys, tmp_path):
     rc, _, err = run_cli(capsys, "run", "user.square_below_one", "--claims", USER, "--out", str(tmp_path),
                          "--gate", str(tmp_path / "b.json"), "--no-tables", "--seed", "1")
     assert rc == 1 and "gate: FAILED" in err and "now counterexample" in err
+
+
+def test_gate_sees_a_loosened_bound_and_accepts_it_when_asked(capsys, tmp_path):
+    key = "user.cauchy_schwarz@numpy/float64/cpu"
+    base = {"format": "prompt-limits/baseline/2", "profile": "ci", "seed": 4,
+            "claims": {key: {"status": "holds", "worst_ratio": 50.0}}}  # as if the bound had been 50x tighter
+    (tmp_path / "b.json").write_text(json.dumps(base))
+    argv = ["run", "user.cauchy_schwarz", "--claims", USER, "--out", str(tmp_path), "--gate", str(tmp_path / "b.json"),
+            "--no-tables", "--seed", "4", "--profile", "ci"]
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 1 and "gate: loosened:" in err and "below the baseline's 50" in err
+    rc, _, err = run_cli(capsys, *argv, "--allow-loosened")
+    assert rc == 0 and "accepted (--allow-loosened)" in err
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert doc["meta"]["accepted_loosened"] == [key]
+    rc, _, _ = run_cli(capsys, "baseline", "--input", str(tmp_path / "latest.json"), "--out", str(tmp_path / "n.json"))
+    new = json.loads((tmp_path / "n.json").read_text())
+    assert rc == 0 and new["accepted_loosened"] == [key] and new["claims"][key]["worst_ratio"] < 5.0
+
+
+def test_gate_reports_a_claim_newly_out_of_reach(capsys, tmp_path):
+    base = {"format": "prompt-limits/baseline/2", "profile": "ci", "seed": 1,
+            "claims": {"user.nothing_decided@numpy/float64/cpu": {"status": "holds", "worst_ratio": 0.5}}}
+    (tmp_path / "b.json").write_text(json.dumps(base))
+    rc, _, err = run_cli(capsys, "run", "user.nothing_decided", "--claims", ENGINE, "--out", str(tmp_path),
+                         "--gate", str(tmp_path / "b.json"), "--no-tables", "--seed", "1", "--profile", "ci")
+    assert rc == 1 and "gate: out_of_reach:" in err and "NOT AS EXPECTED" in err
 
 
 @pytest.mark.parametrize(

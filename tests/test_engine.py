@@ -154,7 +154,7 @@ def test_gate_flags_regressions_and_disappearances():
         {"claim_id": "a.z", "backend": "numpy/float64/cpu", "status": "out_of_reach: too big"},
     ]
     base = baseline_from({"rows": rows})
-    assert base["claims"]["a.z@numpy/float64/cpu"] == "out_of_reach"
+    assert base["claims"]["a.z@numpy/float64/cpu"] == {"status": "out_of_reach", "worst_ratio": None}
     now = [dict(rows[0], status="counterexample")]
     probs = regressions(base, now, patterns=None, backends=["numpy/float64/cpu"], known_ids={"a.x"})
     assert any("a.x" in p and "now counterexample" in p for p in probs)

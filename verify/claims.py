@@ -26,7 +26,7 @@ _ID_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 @dataclass(frozen=True)
 class Condition:
-    """A named side condition of a claim's conclusion, e.g. ``Condition("rank", 12 == 10, "rank 12 != C(d+g, g) = 10")``.
+    """A named side condition of a claim's conclusion: ``Condition("rank", r == 10, "rank 12 != C(d+g, g) = 10")``.
 
     A failed condition makes the instance a violation (ratio inf) and the report names it, instead of an
     anonymous ``observed = inf``.
@@ -327,6 +327,12 @@ class ClaimError(ValueError):
     """A claim or mutant registered wrongly (duplicate id, bad provenance, unknown claim)."""
 
 
+def _where(module: str) -> str:
+    """A module's file where it has one (user files load under generated names), else its name."""
+    mod = sys.modules.get(module)
+    return getattr(mod, "__file__", None) or module or "?"
+
+
 class Registry:
     def __init__(self):
         self._claims: dict[str, Claim] = {}
@@ -336,8 +342,8 @@ class Registry:
         if c.id in self._claims:
             prev = self._claims[c.id]
             raise ClaimError(
-                f"duplicate claim id {c.id!r}: already registered by {prev.module or '?'}"
-                f" (now again by {c.module or '?'})"
+                f"duplicate claim id {c.id!r}: already registered by {_where(prev.module)}"
+                f" (now again by {_where(c.module)})"
             )
         self._claims[c.id] = c
 

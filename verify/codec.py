@@ -2,7 +2,10 @@
 
 Arrays become {"__ndarray__": nested list, "dtype", "shape"}; floats round-trip exactly through
 JSON (Python writes the shortest repr); non-finite floats, tuples, fractions and mpmath numbers are
-tagged so that a replayed instance is bit-for-bit the drawn one.
+tagged so that a replayed instance is bit-for-bit the drawn one. An mpf is stored exactly as its raw
+(sign, mantissa, exponent, bitcount) tuple, the mantissa in hex (a few characters per 4 bits, whatever the
+context's precision), an mpc as two of them: no decimal string, no rounding, no dependence on the reader's
+mpmath precision. Nothing depends on a random generator's stream, so a file replays on any numpy build.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from fractions import Fraction
 
 import numpy as np
 
-FORMAT = "prompt-limits/counterexample/1"
+FORMAT = "prompt-limits/counterexample/2"
+READABLE = ("prompt-limits/counterexample/1", FORMAT)
 
 
 class CorruptFile(ValueError):
@@ -47,13 +51,10 @@ def encode(x):
         if bad:
             raise TypeError(f"instance dict keys must be strings, got {bad[0]!r}")
         return {k: encode(v) for k, v in x.items()}
-    mod = type(x).__module__ or ""
-    if mod.startswith("mpmath"):
-        import mpmath
-
-        return {"__mpf__": mpmath.nstr(x, 10**6, strip_zeros=False)} if isinstance(x, mpmath.mpf) else {
-            "__mpc__": [mpmath.nstr(x.real, 10**6), mpmath.nstr(x.imag, 10**6)]
-        }
+    if hasattr(x, "_mpf_"):
+        return {"__mpf__": _raw(x._mpf_)}
+    if hasattr(x, "_mpc_"):
+        return {"__mpc__": [_raw(x._mpc_[0]), _raw(x._mpc_[1])]}
     raise TypeError(f"cannot encode {type(x).__name__} in an instance; use numbers, lists, dicts or numpy arrays")
 
 
@@ -76,8 +77,28 @@ def decode(x):
     if "__mpf__" in x:
         import mpmath
 
-        return mpmath.mpf(x["__mpf__"])
+        v = x["__mpf__"]
+        return mpmath.mp.make_mpf(_unraw(v)) if isinstance(v, list) else mpmath.mpf(v)  # format 1: a decimal string
+    if "__mpc__" in x:
+        import mpmath
+
+        re_, im_ = x["__mpc__"]
+        if isinstance(re_, list):
+            return mpmath.mp.make_mpc((_unraw(re_), _unraw(im_)))
+        return mpmath.mpc(mpmath.mpf(re_), mpmath.mpf(im_))
     return {k: decode(v) for k, v in x.items()}
+
+
+def _raw(t) -> list:
+    sign, man, exp, bc = t
+    return [int(sign), format(int(man), "x"), int(exp), int(bc)]
+
+
+def _unraw(v) -> tuple:
+    from mpmath.libmp import MPZ
+
+    sign, man, exp, bc = v
+    return (int(sign), MPZ(int(man, 16)), int(exp), int(bc))
 
 
 def _floats(data):
@@ -103,8 +124,11 @@ def load_counterexample(path) -> dict:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CorruptFile(f"{path}: not valid JSON (truncated or corrupt at line {exc.lineno})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or not str(doc.get("format", "")).startswith("prompt-limits/counterexample/"):
         raise CorruptFile(f"{path}: not a prompt-limits counterexample (expected format {FORMAT!r})")
+    if doc["format"] not in READABLE:
+        raise CorruptFile(f"{path}: counterexample format {doc['format']!r} needs a newer prompt-limits"
+                          f" (this one reads {', '.join(READABLE)})")
     for key in ("claim", "backend", "instance", "evidence"):
         if key not in doc:
             raise CorruptFile(f"{path}: missing field {key!r}")

@@ -92,13 +92,22 @@ def _plugin_name(ep) -> str:
     return f"{dist.name}:{ep.name}" if dist is not None and dist.name != ep.name else ep.name
 
 
+def _is_file(name: str) -> bool:
+    return name.endswith(".py") or "/" in name or "\\" in name
+
+
+def plugin_label_of(name: str) -> str:
+    """The plugin label that claims loaded from one ``--claims`` argument carry (``Claim.plugin``)."""
+    return str(Path(name).resolve()) if _is_file(name) else name
+
+
 def load_user(name: str) -> None:
     """Import one ``--claims`` argument: a .py file (unique module name) or a dotted module."""
-    if name.endswith(".py") or "/" in name or "\\" in name:
+    if _is_file(name):
         path = Path(name).resolve()
         if not path.exists():
             raise ClaimModuleError(f"claim module file {name!r} does not exist")
-        _load(f"claim file {name!r}", str(path), lambda: _import_file(path))
+        _load(f"claim file {name!r}", plugin_label_of(name), lambda: _import_file(path))
     else:
         if str(Path.cwd()) not in sys.path and "" not in sys.path:
             sys.path.insert(0, str(Path.cwd()))

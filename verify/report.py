@@ -16,7 +16,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 HEADERS = ["claim", "source", "provenance", "backend", "tried", "rejected", "worst ratio", "margin",
-           "precision", "status", "s"]
+           "floor share", "precision", "status", "s"]
 
 
 def versions() -> dict:
@@ -47,8 +47,26 @@ def _fmt_margin(m):
     return f"{float(m):.3e}"
 
 
+def status_text(row: dict) -> str:
+    """'holds', or 'out_of_reach: reason' for a human; rows of format 1 carry the reason inside status."""
+    from verify.status import Status
+
+    status, reason = Status.parse(row["status"])
+    reason = row.get("reason") or reason
+    return f"{status}: {reason}" if reason and status is not Status.HOLDS else str(status)
+
+
+def _floor_share(row: dict) -> str:
+    ev = row.get("worst_evidence") or {}
+    floor, bound = (ev.get("resources") or {}).get("floor"), ev.get("bound")
+    try:
+        return f"{float(floor) / float(bound):.3g}" if floor is not None and float(bound) > 0 else "—"
+    except (TypeError, ValueError):
+        return "—"
+
+
 def _status(row: dict) -> str:
-    s = row["status"]
+    s = status_text(row)
     if row.get("expected", "holds") != "holds":
         tag = "as expected" if row.get("as_expected") else f"expected {row['expected']}"
         s = f"{s} ({tag}: {row.get('expect_reason') or 'documents a needed hypothesis'})"
@@ -61,7 +79,7 @@ def table_rows(rows: list[dict]) -> list[list]:
         out.append([
             r["claim_id"], r["source"], r["provenance"], r["backend"], r["tried"],
             sum(r.get("rejected", {}).values()), _fmt_ratio(r.get("worst_ratio")), _fmt_margin(r.get("margin")),
-            r.get("precision") or "—", _status(r), f"{r['seconds']:.1f}",
+            _floor_share(r), r.get("precision") or "—", _status(r), f"{r['seconds']:.1f}",
         ])
     return out
 
@@ -69,9 +87,12 @@ def table_rows(rows: list[dict]) -> list[list]:
 def render_markdown(doc: dict) -> str:
     meta = doc["meta"]
     rows = doc["rows"]
+    from verify.status import Status
+
     counts = {}
     for r in rows:
-        counts[r["status"].split(":")[0]] = counts.get(r["status"].split(":")[0], 0) + 1
+        k = Status.parse(r["status"])[0].value
+        counts[k] = counts.get(k, 0) + 1
     lines = [
         "# prompt-limits report",
         "",
@@ -81,8 +102,11 @@ def render_markdown(doc: dict) -> str:
         + (" · **interrupted**" if meta.get("interrupted") else ""),
         f"- versions: {', '.join(f'{k} {v}' for k, v in meta.get('versions', {}).items())}",
         "",
-        "A claim holds on an instance when observed / bound <= 1; `worst ratio` is the largest over all instances"
-        " tried, `margin` = 1 - worst ratio. `precision` is the arithmetic that decided the worst instance.",
+        "A claim holds on an instance when observed / bound <= 1 and its named side conditions hold; `worst ratio`"
+        " is the largest over all instances tried, `margin` = 1 - worst ratio, `floor share` the part of the worst"
+        " instance's bound that is a rounding floor. `precision` is the arithmetic that decided the worst instance."
+        " `holds` means: at least the claim's stated share of the drawn instances was decided, every bound was"
+        " finite, and no instance violated the claim after the precision ladder re-checked suspect failures.",
         "",
         tabulate(table_rows(rows), headers=HEADERS, tablefmt="github", disable_numparse=True),
         "",
@@ -92,7 +116,9 @@ def render_markdown(doc: dict) -> str:
         for r in rows:
             ev = r.get("worst_evidence") or {}
             res = ", ".join(f"{k}={v}" for k, v in ev.get("resources", {}).items())
-            head = (f"observed {ev['observed']} vs bound {ev['bound']}" if ev else "no instance decided")
+            failed = [c for c in ev.get("conditions", []) if not c.get("ok")]
+            head = ("; ".join(f"{c['name']}: {c['detail']}" for c in failed) if failed
+                    else f"observed {ev['observed']} vs bound {ev['bound']}" if ev else "no instance decided")
             lines.append(f"- `{r['claim_id']}` ({r['backend']}): {head}"
                          + (f"; {res}" if res else "") + (f". {ev['notes']}" if ev.get("notes") else "")
                          + (f" — {r['notes']}" if r.get("notes") else "")

@@ -19,7 +19,8 @@ from hypothesis.errors import Unsatisfiable
 
 from verify.backends import Backend, rungs_above
 from verify.claims import Claim, Evidence, OutOfReach, UnsupportedPrecision
-from verify.settings import profile_settings
+from verify.settings import budget_of, profile_settings
+from verify.status import Status
 
 
 class _Budget(Exception):
@@ -37,10 +38,20 @@ class Decision:
     rescued: bool = False
 
 
+class RungError(Exception):
+    """A higher precision rung of a check raised: a defect of the check, reported as an error naming the rung."""
+
+    def __init__(self, rung: str, exc: BaseException):
+        super().__init__(f"the {rung} rung raised {exc.__class__.__name__}: {exc}")
+        self.rung = rung
+
+
 def decide(claim: Claim, check, instance, backend: Backend, ev: Evidence) -> Decision:
     """Re-check a suspect failure on the ladder's higher rungs; the highest rung evaluated decides.
 
-    With ``claim.rescue`` False the backend's own arithmetic is the subject: no rung may clear it.
+    With ``claim.rescue`` False the backend's own arithmetic is the subject: no rung may clear it. The ladder
+    stops only where a check says it does not implement a rung (UnsupportedPrecision); any other exception in
+    a higher rung is a defect of the check (RungError), never a reason to let the float verdict stand.
     """
     # a check that computed in higher precision than its backend (mpmath inside) says so itself
     ev = ev if ev.precision else ev.with_precision(backend.precision)
@@ -50,13 +61,17 @@ def decide(claim: Claim, check, instance, backend: Backend, ev: Evidence) -> Dec
     for rung in rungs_above(backend, claim.ladder, dps=50):
         try:
             ev2 = check(instance, rung)
-        except (UnsupportedPrecision, OutOfReach, NotImplementedError, AttributeError):
-            # the check does not implement this rung (e.g. asks an mpmath backend for .xp): the
-            # lower rung's verdict stands and the report names it as the deciding precision.
+        except UnsupportedPrecision:
             break
+        except Exception as exc:
+            raise RungError(rung.label, exc) from exc
+        if not isinstance(ev2, Evidence):
+            raise RungError(rung.label, TypeError(f"returned {type(ev2).__name__}, not verify.Evidence"))
         ev2 = ev2 if ev2.precision else ev2.with_precision(rung.precision)
         trail.append((rung.label, ev2.ratio))
         ev = ev2
+        if ev2.vacuous:
+            break  # a rung that cannot bound decides nothing: the suspect failure stays suspect
         if ev2.ratio <= 1.0:
             return Decision(ev2, trail, rescued=True)
     return Decision(ev, trail)
@@ -78,14 +93,22 @@ class HuntResult:
     seconds: float = 0.0
     budget_hit: bool = False
     seed: int | None = None
+    planned: int = 0  # examples the cost-based budget allowed
 
     @property
     def found(self) -> bool:
         return self.failure is not None
 
+    @property
+    def decided(self) -> int:
+        return self.tried - sum(self.rejected.values())
+
 
 def _finite(r: float) -> float:
     return r if math.isfinite(r) else 1e300
+
+
+CALIBRATION_EXAMPLES = 5
 
 
 def hunt(
@@ -97,32 +120,40 @@ def hunt(
     mutant=None,
     profile: str = "dev",
     max_examples: int | None = None,
-    max_seconds: float = 60.0,
+    max_seconds: float | None = None,
     seed: int | None = None,
     on_example=None,
     shrink: bool = True,
+    database=None,
 ) -> HuntResult:
     """Run ``check`` (default: the claim's) under Hypothesis; stop at the first confirmed violation.
 
-    With ``mutant``, its patches are applied for the whole hunt and its checker (the claim's own check for
-    patch and tightened mutants) is what runs.
+    The search is budgeted by time and by the claim's cost: a short calibration measures the cost of one
+    example, then the main search draws as many as ``max_seconds`` allows (capped by the profile and by the
+    claim's ``max_examples``), so a cheap check gets hundreds of examples and Hypothesis' target phase (which
+    climbs the ratio from the worst instances) has examples to act on. With ``mutant``, its patches are applied
+    for the whole hunt and its checker (the claim's own check for patch and tightened mutants) is what runs.
     """
     if mutant is not None:
         with mutant.active():
             return hunt(claim, backend, check=mutant.checker(claim),
                         strategy=strategy if strategy is not None else mutant.strategy, profile=profile,
                         max_examples=max_examples, max_seconds=max_seconds, seed=seed, on_example=on_example,
-                        shrink=shrink)
+                        shrink=shrink, database=database)
     check = check or claim.check
     strategy = strategy if strategy is not None else claim.strategy
     base = profile_settings(profile)
-    n = max_examples or claim.max_examples and min(claim.max_examples, base.max_examples) or base.max_examples
+    cap_examples, default_seconds = budget_of(profile)
+    max_seconds = default_seconds if max_seconds is None else max_seconds
+    cap = max_examples or (min(claim.max_examples, cap_examples) if claim.max_examples else cap_examples)
     res = HuntResult(seed=seed)
-    t0 = time.monotonic()
-    deadline = t0 + max_seconds
+    # The budget is CPU time of this process, so the number of examples a claim gets (and with it the verdict at
+    # a seed) hardly depends on what else the machine runs; a wall-clock cap of 3x stops a check that blocks.
+    t0, c0 = time.monotonic(), time.process_time()
+    deadline, wall_deadline = c0 + max_seconds, t0 + 3.0 * max_seconds
 
     def body(instance):
-        if time.monotonic() > deadline:
+        if time.process_time() > deadline or time.monotonic() > wall_deadline:
             res.budget_hit = True
             if res.found:
                 return  # over budget while shrinking: keep the smallest failure seen so far
@@ -140,7 +171,15 @@ def hunt(
         if not isinstance(ev, Evidence):
             res.error = f"check returned {type(ev).__name__}, not verify.Evidence"
             raise TypeError(res.error)
-        d = decide(claim, check, instance, backend, ev)
+        if ev.vacuous:
+            res.rejected[ev.vacuous] += 1
+            reject()
+        try:
+            d = decide(claim, check, instance, backend, ev)
+        except RungError as exc:
+            res.error = str(exc)
+            res.error_instance = copy.deepcopy(instance)
+            raise
         if d.rescued:
             res.rescued += 1
         if on_example:
@@ -153,22 +192,37 @@ def hunt(
                 res.failure, res.failure_instance, res.failure_trail = d.evidence, copy.deepcopy(instance), d.trail
             raise _Violation(f"ratio {d.evidence.ratio:.6g} > 1")
 
+    def run(n: int, phases) -> bool:
+        """One Hypothesis search of at most n examples; False when the hunt is over (found, budget, error)."""
+        test = settings(base, max_examples=max(n, 1), database=database, deadline=None, phases=phases,
+                        report_multiple_bugs=False)(given(strategy)(body))
+        if seed is not None:
+            test = hyp_seed(seed)(test)
+        try:
+            test()
+        except _Budget:
+            return False
+        except Unsatisfiable:
+            return not res.found
+        except Exception:
+            # Hypothesis re-raises the (shrunk) failure; what we recorded in `res` is the verdict. A final
+            # replay that returned early (budget spent while shrinking) surfaces as Flaky: same verdict.
+            if not res.found and res.error is None:
+                raise
+            return False
+        return not res.found and res.error is None
+
     phases = tuple(p for p in base.phases if shrink or p.name != "shrink")
-    test = settings(base, max_examples=n, database=None, deadline=None, phases=phases,
-                    report_multiple_bugs=False)(given(strategy)(body))
-    if seed is not None:
-        test = hyp_seed(seed)(test)
-    try:
-        test()
-    except _Budget:
-        pass
-    except Unsatisfiable:
-        pass
-    except Exception:
-        # Hypothesis re-raises the (shrunk) failure; what we recorded in `res` is the verdict. A final
-        # replay that returned early (budget spent while shrinking) surfaces as Flaky: same verdict.
-        if not res.found and res.error is None:
-            raise
+    calibrate = min(CALIBRATION_EXAMPLES, cap)
+    res.planned = calibrate
+    if run(calibrate, phases) and cap > calibrate:
+        per_example = (time.process_time() - c0) / max(res.tried, 1)
+        left = deadline - time.process_time()
+        n = int(min(cap, max(left / max(per_example, 1e-6), 0)))
+        res.budget_hit = n < cap  # the time budget, not the example cap, limited this search
+        res.planned = calibrate + n
+        if n > calibrate:
+            run(n, phases)
     res.seconds = time.monotonic() - t0
     return res
 
@@ -190,8 +244,9 @@ class ClaimResult:
     rejected: dict
     worst_ratio: float | None
     precision: str | None
-    status: str
+    status: Status
     seconds: float
+    reason: str = ""
     expected: str = "holds"
     expect_reason: str = ""
     rescued: int = 0
@@ -200,6 +255,8 @@ class ClaimResult:
     limits: str = ""
     counterexample_file: str | None = None
     notes: str = ""
+    plugin: str = ""
+    planned: int = 0
 
     @property
     def margin(self) -> float | None:
@@ -207,41 +264,57 @@ class ClaimResult:
 
     @property
     def as_expected(self) -> bool:
-        return self.status.split(":")[0] == self.expected
+        return self.status.value == self.expected
+
+    @property
+    def ok(self) -> bool:
+        """Counts as a pass of the run: as expected. Deciding nothing (unexpectedly) fails the run."""
+        return self.as_expected
 
     def to_json(self) -> dict:
         from verify.claims import _jfloat
 
         d = dict(self.__dict__)
+        d["status"] = self.status.value
         d["worst_ratio"] = None if self.worst_ratio is None else _jfloat(self.worst_ratio)
         d["margin"] = None if self.margin is None else _jfloat(self.margin)
         d["as_expected"] = self.as_expected
         return d
 
 
-def status_of(claim: Claim, res: HuntResult) -> tuple[str, str]:
-    """(status, notes) from a hunt: holds | counterexample | out_of_reach: reason | error: reason."""
+def status_of(claim: Claim, res: HuntResult) -> tuple[Status, str, str]:
+    """(status, reason, notes) from a hunt.
+
+    A claim that decided fewer than ``claim.min_decided`` of the instances it drew holds nothing: its status is
+    out_of_reach with the share, so a check that rejects nearly everything cannot pass by deciding one instance.
+    """
     if res.error is not None:
-        return f"error: {res.error}", "the check raised; this is a defect of the check, not a verdict"
+        return Status.ERROR, res.error, "the check raised; this is a defect of the check, not a verdict"
     if res.found:
-        return "counterexample", ""
-    if res.tried - sum(res.rejected.values()) <= 0:
+        return Status.COUNTEREXAMPLE, res.failure.describe() if res.failure else "", ""
+    top = "; ".join(f"{n} x {r}" for r, n in res.rejected.most_common(3))
+    if res.decided <= 0:
         reason = res.rejected.most_common(1)[0][0] if res.rejected else "no instance could be drawn"
-        return f"out_of_reach: {reason}", ""
-    notes = ""
-    if res.rejected:
-        notes = "; ".join(f"{n} out of reach ({r})" for r, n in res.rejected.most_common(3))
-    return "holds", notes
+        return Status.OUT_OF_REACH, reason, top
+    share = res.decided / max(res.tried, 1)
+    if share < claim.min_decided:
+        return (Status.OUT_OF_REACH,
+                f"decided {res.decided} of {res.tried} instances ({share:.0%} < the claim's {claim.min_decided:.0%});"
+                f" most out of reach: {res.rejected.most_common(1)[0][0]}", top)
+    notes = "; ".join(f"{n} out of reach ({r})" for r, n in res.rejected.most_common(3)) if res.rejected else ""
+    return Status.HOLDS, "", notes
 
 
 def run_claim(claim: Claim, backend: Backend, **kw) -> tuple[ClaimResult, HuntResult]:
     res = hunt(claim, backend, **kw)
-    status, notes = status_of(claim, res)
+    status, reason, notes = status_of(claim, res)
     ev = res.failure or res.worst
     if res.budget_hit and not res.found:
         notes = "; ".join(filter(None, [notes, f"time budget reached after {res.tried} instances"]))
     if res.rescued:
         notes = "; ".join(filter(None, [notes, f"{res.rescued} float failure(s) cleared by higher precision"]))
+    if claim.expect != "holds" and status.value != claim.expect:
+        notes = "; ".join(filter(None, [notes, f"expected {claim.expect} ({claim.expect_reason}), got {status.value}"]))
     row = ClaimResult(
         claim_id=claim.id,
         source=claim.source,
@@ -253,6 +326,7 @@ def run_claim(claim: Claim, backend: Backend, **kw) -> tuple[ClaimResult, HuntRe
         worst_ratio=None if ev is None else ev.ratio,
         precision=None if ev is None else ev.precision,
         status=status,
+        reason=reason,
         seconds=round(res.seconds, 3),
         expected=claim.expect,
         expect_reason=claim.expect_reason,
@@ -261,6 +335,8 @@ def run_claim(claim: Claim, backend: Backend, **kw) -> tuple[ClaimResult, HuntRe
         worst_instance=_encoded(res.failure_instance if res.found else res.worst_instance),
         notes=notes,
         limits=claim.limits,
+        plugin=claim.plugin,
+        planned=res.planned,
     )
     return row, res
 
