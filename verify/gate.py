@@ -113,7 +113,8 @@ def findings(baseline: dict, rows: list[dict], *, patterns: list[str] | None, ba
         row = now[key]
         status = _status(row)
         if status == Status.OUT_OF_REACH:
-            out.append(Finding("out_of_reach", key, f"{was} in the baseline, now out of reach: {row.get('reason', '')}"))
+            out.append(Finding("out_of_reach", key,
+                               f"{was} in the baseline, now out of reach: {row.get('reason', '')}"))
         elif status != was:
             out.append(Finding("regression", key, f"{was} in the baseline, now {status}"
                                + (f": {row['reason']}" if row.get("reason") else "")))
