@@ -109,6 +109,11 @@ def _finite(r: float) -> float:
 
 
 CALIBRATION_EXAMPLES = 5
+MAX_ROUNDS = 4
+
+
+def _round_seed(seed: int, k: int) -> int:
+    return (seed * 1_000_003 + k * 7_919) % 2**32
 
 
 def hunt(
@@ -152,7 +157,10 @@ def hunt(
     t0, c0 = time.monotonic(), time.process_time()
     deadline, wall_deadline = c0 + max_seconds, t0 + 3.0 * max_seconds
 
+    entries: list[float] = []  # CPU time at each example's start, for the cost estimate
+
     def body(instance):
+        entries.append(time.process_time())
         if time.process_time() > deadline or time.monotonic() > wall_deadline:
             res.budget_hit = True
             if res.found:
@@ -192,12 +200,12 @@ def hunt(
                 res.failure, res.failure_instance, res.failure_trail = d.evidence, copy.deepcopy(instance), d.trail
             raise _Violation(f"ratio {d.evidence.ratio:.6g} > 1")
 
-    def run(n: int, phases) -> bool:
+    def run(n: int, phases, round_seed) -> bool:
         """One Hypothesis search of at most n examples; False when the hunt is over (found, budget, error)."""
         test = settings(base, max_examples=max(n, 1), database=database, deadline=None, phases=phases,
                         report_multiple_bugs=False)(given(strategy)(body))
-        if seed is not None:
-            test = hyp_seed(seed)(test)
+        if round_seed is not None:
+            test = hyp_seed(round_seed)(test)
         try:
             test()
         except _Budget:
@@ -213,16 +221,29 @@ def hunt(
         return not res.found and res.error is None
 
     phases = tuple(p for p in base.phases if shrink or p.name != "shrink")
+    # Calibrate on a few examples, then spend what is left in rounds sized by the measured cost per example
+    # (the first call's warm-up excluded); each round has its own seed derived from the hunt's, so no round
+    # repeats another's draws, and one large round gives Hypothesis' target phase room to climb.
     calibrate = min(CALIBRATION_EXAMPLES, cap)
     res.planned = calibrate
-    if run(calibrate, phases) and cap > calibrate:
-        per_example = (time.process_time() - c0) / max(res.tried, 1)
+    go = run(calibrate, phases, seed)
+    for k in range(1, MAX_ROUNDS + 1):
+        if not go or res.tried >= cap:
+            break
+        marks = entries[1:] if len(entries) > 2 else entries
+        per_example = max((marks[-1] - marks[0]) / max(len(marks) - 1, 1), 1e-6) if len(marks) > 1 else 1e-3
         left = deadline - time.process_time()
-        n = int(min(cap, max(left / max(per_example, 1e-6), 0)))
-        res.budget_hit = n < cap  # the time budget, not the example cap, limited this search
-        res.planned = calibrate + n
-        if n > calibrate:
-            run(n, phases)
+        # optimistic by 2x: the budget stops a round that overruns, while a round sized too small would leave
+        # the rest to a fresh round whose target phase starts over
+        n = int(min(cap - res.tried, 2.0 * left / per_example))
+        if n < 2:
+            res.budget_hit = res.tried < cap
+            break
+        res.planned += n
+        entries.clear()
+        go = run(n, phases, None if seed is None else _round_seed(seed, k))
+    if res.tried < cap and not res.found and res.error is None:
+        res.budget_hit = True
     res.seconds = time.monotonic() - t0
     return res
 

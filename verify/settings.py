@@ -17,7 +17,7 @@ _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=list(Health
 
 # Hypothesis climbs a target() score only after generating: from max_examples / 2 below 1000, so the caps
 # leave the optimiser room. Measured on the barely-false engine suite (tests/test_search_power.py).
-BUDGETS = {"dev": (3000, 4.0), "ci": (3000, 4.0), "thorough": (20000, 120.0), "debug": (10, 30.0)}
+BUDGETS = {"dev": (1000, 1.0), "ci": (3000, 4.0), "thorough": (20000, 120.0), "debug": (10, 30.0)}
 
 for _name, (_n, _) in BUDGETS.items():
     _parent = (settings.get_profile("ci"),) if _name == "ci" else ()
