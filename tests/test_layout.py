@@ -4,6 +4,7 @@ points) are discovered, named in `list`, and fail in one line."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -83,3 +84,19 @@ def test_a_plugin_that_fails_to_import_is_one_line_and_exit_2(tmp_path):
     p = _cli(site, "list")
     assert p.returncode == 2 and "broken_plugin" in p.stderr and "broken on purpose" in p.stderr
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def test_one_user_claim_runs_in_under_3_seconds(tmp_path):
+    """No report table and no built-in plugin is built for a run of one user claim (CPU time of the child: wall
+    time on a shared machine measures the neighbours)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run([sys.executable, "-m", "verify", "run", "user.cauchy_schwarz", "--claims",
+                        str(ROOT / "tests" / "fixtures" / "user_claims.py"), "--out", str(tmp_path), "--seed", "0",
+                        "--quiet", "--profile", "dev"], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert p.returncode == 0, p.stderr
+    assert cpu < 3.0, f"one user claim took {cpu:.2f} s of CPU"
+    assert "constructions" not in json.loads((tmp_path / "latest.json").read_text())["meta"].get("plugins", "")

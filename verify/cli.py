@@ -49,6 +49,17 @@ def _progress(total: int, enabled: bool):
     return None
 
 
+def _load_for(args) -> None:
+    """Load plugins; when every pattern is an exact id found in the --claims modules, skip the installed plugins
+    (a user's one claim then runs without importing every built-in construction)."""
+    patterns = getattr(args, "patterns", None)
+    if args.claims and patterns and not any(ch in p for p in patterns for ch in "*?["):
+        load(args.claims, builtin=False)
+        if all(p in REGISTRY for p in patterns):
+            return
+    load(args.claims)
+
+
 def _mutant_kinds(c) -> str:
     kinds = {}
     for m in c.mutants:
@@ -74,7 +85,7 @@ def cmd_run(args) -> int:
     from verify.gate import findings, load_baseline
     from verify.report import ReportWriter, status_text
 
-    load(args.claims)
+    _load_for(args)
     claims = REGISTRY.select(args.patterns)
     backends = _backends(args)
     baseline = load_baseline(Path(args.gate)) if args.gate else None
@@ -176,7 +187,7 @@ def cmd_run(args) -> int:
 def cmd_mutants(args) -> int:
     from verify.runner import hunt
 
-    load(args.claims)
+    _load_for(args)
     backend = _backends(args)[0]
     profile = args.profile or default_profile()
     missed = 0

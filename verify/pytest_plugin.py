@@ -41,11 +41,20 @@ def pytest_addoption(parser):
     g.addoption("--pl-dtype", default=None, help="float64,float32 (default: $PROMPT_LIMITS_DTYPES or float64)")
     g.addoption("--pl-device", default=None, help="cpu | cuda (default: $PROMPT_LIMITS_DEVICE or cpu)")
     g.addoption("--pl-profile", default=None, help="dev | ci | thorough (default: ci under CI, else dev)")
-    g.addoption("--pl-seed", type=int, default=0, help="Hypothesis seed of every item (default 0: reproducible)")
+    g.addoption("--pl-seed", type=_seed, default=0,
+                help="Hypothesis seed of every item (default 0: reproducible; 'random': a fresh one per session)")
     g.addoption("--pl-seconds", type=float, default=None, help="time budget per claim (default: the profile's)")
     g.addoption("--pl-mutant-seconds", type=float, default=20.0, help="time budget per mutant (default 20)")
     g.addoption("--pl-no-mutants", action="store_true", help="collect claims only")
     g.addoption("--pl-out", default="reports", help="where counterexample files of failing items go")
+
+
+def _seed(text: str) -> int:
+    if text == "random":
+        import random
+
+        return random.SystemRandom().randrange(2**32)
+    return int(text)
 
 
 def _csv(value, env, default):
