@@ -67,7 +67,7 @@ def test_an_installed_package_plugs_in_through_its_entry_point(tmp_path):
         import verify
 
         @verify.claim("theorist.am_gm", source="folklore", statement="sqrt(ab) <= (a+b)/2",
-                      strategy=st.tuples(st.floats(0, 1e3), st.floats(0, 1e3)), provenance="exact")
+                      strategy=st.tuples(st.floats(1e-3, 1e3), st.floats(1e-3, 1e3)), provenance="exact")
         def am_gm(ab, backend):
             a, b = ab
             return verify.Evidence((a * b) ** 0.5, (a + b) / 2 * (1 + 4 * 2.0**-53))
