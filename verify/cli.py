@@ -17,6 +17,7 @@ from verify import codec
 from verify.backends import Backend, BackendUnavailable
 from verify.claims import REGISTRY, ClaimError
 from verify.discovery import ClaimModuleError, load
+from verify.mutants import kinds_summary
 from verify.report import _fmt_ratio
 from verify.settings import PROFILES, default_profile
 
@@ -60,19 +61,12 @@ def _load_for(args) -> None:
     load(args.claims)
 
 
-def _mutant_kinds(c) -> str:
-    kinds = {}
-    for m in c.mutants:
-        kinds[m.kind] = kinds.get(m.kind, 0) + 1
-    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "0"
-
-
 def cmd_list(args) -> int:
     load(args.claims)
     from tabulate import tabulate
 
     rows = [[c.id, c.plugin or "—", c.source, c.provenance, c.precision, ",".join(c.backends),
-             _mutant_kinds(c), c.statement] for c in REGISTRY.select(args.patterns)]
+             kinds_summary(c.mutants), c.statement] for c in REGISTRY.select(args.patterns)]
     fmt = {"md": "github", "plain": "simple"}[args.format]
     print(tabulate(rows, headers=["claim", "plugin", "source", "provenance", "precision", "backends", "mutants",
                                   "statement"], tablefmt=fmt, disable_numparse=True))

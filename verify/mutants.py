@@ -164,3 +164,11 @@ def tightened(claim_id: str, factor: float, *, name: str = "bound_tightened", st
 
     REGISTRY.add_mutant(Mutant(claim_id, name, None, description or f"the bound scaled by {factor}", strategy,
                                kind="tightened", factor=factor))
+
+
+def kinds_summary(mutants) -> str:
+    """'2 patch, 1 tightened': how a claim's mutants break it, for `list` and the README."""
+    kinds: dict[str, int] = {}
+    for m in mutants:
+        kinds[m.kind] = kinds.get(m.kind, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "0"

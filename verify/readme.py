@@ -19,8 +19,10 @@ def claims_table() -> str:
 
     load()
     # only the toolkit's own claims: users' modules loaded in the same process are not the README's
+    from verify.mutants import kinds_summary
+
     rows = [[f"`{c.id}`", c.statement.replace("|", "\\|"), c.source.replace("|", "\\|"), c.provenance, c.precision,
-             len(c.mutants)] for c in REGISTRY.all() if c.module.startswith("properties.")]
+             kinds_summary(c.mutants)] for c in REGISTRY.all() if c.module.startswith("properties.")]
     return tabulate(rows, headers=["claim", "statement", "source", "provenance", "precision", "mutants"],
                     tablefmt="github", disable_numparse=True)
 
