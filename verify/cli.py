@@ -74,7 +74,6 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from verify import counterexample, runner
     from verify.extras import TABLES
     from verify.gate import findings, load_baseline
     from verify.report import ReportWriter, status_text
@@ -88,44 +87,55 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     writer = ReportWriter(out, {"profile": profile, "seed": seed, "backends": [b.label for b in backends],
                                 "patterns": args.patterns, "claims_modules": args.claims or []})
-    jobs = [(c, b) for c in claims for b in backends if b.name in c.backends]
+    from verify import executor
+
+    modules = args.claims or []
+    database = None if args.database == "none" else str(Path(args.database or out / ".hypothesis").resolve())
+    corpus = None if args.corpus == "none" else Path(args.corpus or out / "counterexamples")
+    parallel = args.workers > 1 or bool(args.scheduler)
+    costs = executor.costs_from_report(out / "latest.json") if parallel else None  # before the writer replaces it
+    jobs = executor.plan(claims, backends, seed=seed, profile=profile, max_seconds=args.max_seconds,
+                         shards=args.shards, modules=modules, database=database,
+                         shared_database=args.shared_database, corpus_dir=corpus, costs=costs)
+    pairs = len({j.group for j in jobs})
     skipped = [(c, b) for c in claims for b in backends if b.name not in c.backends]
     tty = sys.stderr.isatty() and not args.quiet
-    print(f"prompt-limits: {len(jobs)} claim×backend runs, profile {profile}, seed {seed}"
+    where = (f", on {args.scheduler}" if args.scheduler else f", {args.workers} workers" if parallel else "")
+    print(f"prompt-limits: {pairs} claim×backend runs ({len(jobs)} jobs), profile {profile}, seed {seed}{where}"
           + (f" ({len(skipped)} pairs not applicable: claim does not support that backend)" if skipped else ""),
           file=sys.stderr)
     bad = 0
+    done = 0
+
+    def on_row(r) -> None:
+        nonlocal bad, done
+        done += 1
+        executor.write_counterexample(r, out / "counterexamples", modules=modules)
+        row = r.row
+        writer.add(row)
+        ok = bool(row.get("as_expected"))
+        bad += not ok
+        c = REGISTRY.get(row["claim_id"])
+        line = (f"[{done}/{pairs}] {c.id} on {row['backend']}: {status_text(row)} · tried {row['tried']}"
+                f" · worst ratio {_fmt_ratio(row.get('worst_ratio'))} · {row['seconds']:.1f}s")
+        if not ok:
+            line += f"\n    NOT AS EXPECTED: expected {c.expect}" + (f" ({c.expect_reason})" if c.expect_reason else "")
+        if row.get("counterexample_file"):
+            line += f"\n    replay: prompt-limits replay {row['counterexample_file']}"
+        print(line, file=sys.stderr)
+
     interrupted = False
     try:
-        for i, (c, b) in enumerate(jobs, 1):
-            bar = _progress(c.max_examples or 0, tty)
-            if bar is not None:
-                bar.set_description(f"[{i}/{len(jobs)}] {c.id} {b.name}")
-                bar.total = None
-
-            def tick(res, ev, bar=bar):
-                if bar is not None:
-                    bar.set_postfix_str(f"worst {res.worst.ratio if res.worst else ev.ratio:.4g}")
-                    bar.update(1)
-
-            row, res = runner.run_claim(c, b, profile=profile, max_seconds=args.max_seconds, seed=seed, on_example=tick)
-            if bar is not None:
-                bar.close()
-            if res.found:
-                path = counterexample.write(c, b, res, out / "counterexamples", profile=profile,
-                                            modules=args.claims or [])
-                row.counterexample_file = str(path)
-            writer.add(row.to_json())
-            bad += not row.ok
-            worst = _fmt_ratio(row.worst_ratio)
-            line = (f"[{i}/{len(jobs)}] {c.id} on {b.label}: {status_text(row.to_json())} · tried {row.tried}"
-                    f" · worst ratio {worst} · {row.seconds:.1f}s")
-            if not row.ok:
-                line += f"\n    NOT AS EXPECTED: expected {c.expect}" + (
-                    f" ({c.expect_reason})" if c.expect_reason else "")
-            if row.counterexample_file:
-                line += f"\n    replay: prompt-limits replay {row.counterexample_file}"
-            print(line, file=sys.stderr)
+        try:
+            outcome = executor.execute(jobs, workers=args.workers, scheduler=args.scheduler, on_row=on_row,
+                                       progress=tty)
+        except ImportError as exc:  # --workers/--scheduler without the [distributed] extra
+            raise UsageError(str(exc)) from None
+        interrupted = outcome.interrupted
+        # rows in plan order (claims, then backends), whatever order the workers finished in
+        writer.doc["rows"] = [r.row for r in outcome.ordered()]
+        if interrupted:
+            raise KeyboardInterrupt
         if not args.no_tables:
             selected = [c.id for c in claims]
             for t in TABLES.values():
@@ -155,6 +165,7 @@ def cmd_run(args) -> int:
         (out / "latest.tex").write_text(render_latex(doc), encoding="utf-8")
     print(f"report: {out / 'latest.md'} and {out / 'latest.json'}", file=sys.stderr)
     rc = 1 if bad else 0
+    gate_lines = None
     if baseline is not None and not interrupted:
         found = findings(baseline, doc["rows"], patterns=args.patterns, backends=[b.label for b in backends],
                          known_ids={c.id for c in REGISTRY.all()}, profile=profile, seed=seed)
@@ -172,7 +183,16 @@ def cmd_run(args) -> int:
                   f" {baseline.get('seed')}; this run: profile {profile} seed {seed})", file=sys.stderr)
         print(f"gate: {'FAILED' if probs else 'passed'} against {args.gate} ({len(probs)} finding(s))",
               file=sys.stderr)
+        gate_lines = [f"{f.kind}: {f}" for f in probs]
         rc = rc or (1 if probs else 0)
+    if args.junit:
+        from verify import junit
+
+        path = junit.write(args.junit, doc["rows"], gate=gate_lines, gate_file=args.gate, meta=doc["meta"])
+        print(f"junit: {path}", file=sys.stderr)
+    from verify import summary
+
+    summary.append(doc, gate=gate_lines, gate_file=args.gate)  # only where $GITHUB_STEP_SUMMARY is set
     if interrupted:
         return 130
     return rc
@@ -338,6 +358,20 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="no progress bar and no table on stdout")
     sp.add_argument("--format", choices=["md", "latex"], default="md",
                     help="latex also writes reports/latest.tex (booktabs) for a paper")
+    sp.add_argument("--workers", type=int, default=0, metavar="N",
+                    help="run the jobs on an embedded Dask LocalCluster of N processes (pip install -e"
+                         " '.[distributed]'); default: serial, in this process")
+    sp.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                    help="run the jobs on an existing Dask cluster (dask scheduler / dask worker, dask-jobqueue)")
+    sp.add_argument("--shards", type=int, default=1, metavar="K",
+                    help="split each claim's examples over K seeds; the shards merge into one row")
+    sp.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one testcase per claim@backend")
+    sp.add_argument("--corpus", metavar="DIR",
+                    help="counterexample files replayed before hunting (default OUT/counterexamples; 'none')")
+    sp.add_argument("--database", metavar="DIR",
+                    help="Hypothesis example database (default OUT/.hypothesis; 'none' for no database)")
+    sp.add_argument("--shared-database", metavar="DIR",
+                    help="a read-only example database read besides --database (a team's or a cluster's)")
     sp.set_defaults(fn=cmd_run)
 
     sp = sub.add_parser("mutants", help="check that every mutant of the selected claims is caught")

@@ -202,10 +202,11 @@ def hunt(
 
     def run(n: int, phases, round_seed) -> bool:
         """One Hypothesis search of at most n examples; False when the hunt is over (found, budget, error)."""
-        test = settings(base, max_examples=max(n, 1), database=database, deadline=None, phases=phases,
-                        report_multiple_bugs=False)(given(strategy)(body))
+        test = given(strategy)(body)
         if round_seed is not None:
-            test = hyp_seed(round_seed)(test)
+            test = hyp_seed(round_seed)(test)  # before settings: @seed on its own turns the database off
+        test = settings(base, max_examples=max(n, 1), database=database, deadline=None, phases=phases,
+                        report_multiple_bugs=False)(test)
         try:
             test()
         except _Budget:
@@ -214,8 +215,9 @@ def hunt(
             return not res.found
         except Exception:
             # Hypothesis re-raises the (shrunk) failure; what we recorded in `res` is the verdict. A final
-            # replay that returned early (budget spent while shrinking) surfaces as Flaky: same verdict.
-            if not res.found and res.error is None:
+            # replay that returned early (budget spent while shrinking), or a database example replayed when the
+            # budget ran out, surfaces as Flaky: the same verdict, or the end of the budget.
+            if not res.found and res.error is None and not res.budget_hit:
                 raise
             return False
         return not res.found and res.error is None
