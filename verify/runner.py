@@ -23,7 +23,7 @@ from verify.settings import budget_of, profile_settings
 from verify.status import Status
 
 
-class _Budget(Exception):
+class _Budget(BaseException):
     """Raised inside the Hypothesis body when the per-claim time budget is spent."""
 
 
