@@ -146,3 +146,28 @@ def test_status_is_data_in_python_and_json():
     d = row.to_json()
     assert d["status"] == "holds" and d["reason"] == "" and json.loads(json.dumps(d))["status"] == "holds"
     assert Status.parse("out_of_reach: too big") == (Status.OUT_OF_REACH, "too big")
+
+
+def test_a_patched_method_with_original_still_binds_self():
+    from verify.mutants import apply_patches
+
+    class Thing:
+        def value(self, x):
+            return 2 * x
+
+    import types
+
+    mod = types.ModuleType("fake_construction_mod")
+    mod.Thing = Thing
+    import sys
+
+    sys.modules["fake_construction_mod"] = mod
+    try:
+        def broken(self, x, *, original):
+            return original(self, x) + 1
+
+        with apply_patches((("fake_construction_mod.Thing.value", broken),)):
+            assert Thing().value(3) == 7
+        assert Thing().value(3) == 6
+    finally:
+        del sys.modules["fake_construction_mod"]

@@ -102,8 +102,7 @@ def apply_patches(patches):
             owner, attr, orig = resolve(target)
             new = replacement
             if callable(replacement) and _takes_original(replacement):
-                new = functools.partial(replacement, original=orig)
-                functools.update_wrapper(new, replacement)
+                new = _with_original(replacement, orig)
             undo.append((owner, attr, orig))
             setattr(owner, attr, new)
             for mod in list(sys.modules.values()):
@@ -118,6 +117,16 @@ def apply_patches(patches):
     finally:
         for owner, attr, orig in reversed(undo):
             setattr(owner, attr, orig)
+
+
+def _with_original(replacement, orig):
+    """A plain function (so a class attribute still binds ``self``) that hands the unpatched object over."""
+
+    @functools.wraps(replacement)
+    def patched(*args, **kwargs):
+        return replacement(*args, original=orig, **kwargs)
+
+    return patched
 
 
 def _takes_original(fn) -> bool:
