@@ -28,166 +28,30 @@ from dataclasses import dataclass, replace
 import mpmath
 import numpy as np
 
-MAX_DPS = 40_000  # digits budget: beyond this one exp costs seconds in pure-python mpmath
-MAX_VOCAB_PAIRS = 2_000_000  # projection search compares all pairs of V u {0}
-
-
-# --------------------------------------------------------------------------------------------
-# precision
-# --------------------------------------------------------------------------------------------
-
-
-def dps_for(R: float) -> int:
-    """Digits the margin needs: ceil(2R / ln 10) + 60 (gaps ~ e^{-2R}, 60 guard digits)."""
-    if not (math.isfinite(R) and R >= 0):
-        raise ValueError(f"logit range R must be finite and >= 0, got {R}")
-    return int(math.ceil(2.0 * R / math.log(10.0))) + 60
-
-
-def mp_context(dps: int, max_dps: int = MAX_DPS) -> mpmath.MPContext:
-    """A private mpmath context at ``dps`` digits (no global state); refuses dps > max_dps."""
-    if dps > max_dps:
-        raise ValueError(f"{dps} digits needed exceeds the digits budget {max_dps}")
-    ctx = mpmath.MPContext()
-    ctx.dps = int(dps)
-    return ctx
-
-
-# --------------------------------------------------------------------------------------------
-# Boltzmann operator (Lemma C)
-# --------------------------------------------------------------------------------------------
-
-
-def boltzmann(a, ctx=None):
-    """boltz(a) = sum a_k e^{a_k} / sum e^{a_k}, max-shifted (mpmath if ``ctx`` is given, else float64)."""
-    if ctx is None:
-        x = np.asarray(a, dtype=np.float64)
-        e = np.exp(x - np.max(x))
-        return float(np.sum(x * e) / np.sum(e))
-    xs = [ctx.mpf(v) for v in a]
-    m = max(xs)
-    es = [ctx.exp(v - m) for v in xs]
-    return ctx.fsum(v * e for v, e in zip(xs, es, strict=False)) / ctx.fsum(es)
-
-
-def boltzmann_log_gap_bound(n: int, r, ctx) -> mpmath.mpf:
-    """ln of Lemma C's floor (ln n)^2 e^{-2r} (natural log, in ``ctx``)."""
-    if n < 2:
-        raise ValueError(f"Lemma C needs n >= 2 entries, got n = {n}")
-    return 2 * ctx.log(ctx.log(n)) - 2 * ctx.mpf(r)
-
-
-def boltzmann_separation_threshold(n: int) -> float:
-    """The Lemma C hypothesis: entry-wise separation delta >= 2 ln n + 3."""
-    return 2.0 * math.log(n) + 3.0
-
-
-def check_entrywise_separated(vectors, delta: float) -> tuple[float, float]:
-    """(r, min gap) of a family of vectors; ValueError on a duplicate entry or a gap below ``delta``."""
-    vals = set()
-    for i, v in enumerate(vectors):
-        v = [float(x) for x in v]
-        if len(set(v)) != len(v):
-            raise ValueError(f"vector {i} has a duplicate entry: Lemma C needs duplicate-free vectors")
-        vals.update(v)
-    s = sorted(vals)
-    gap = min((b - a for a, b in zip(s, s[1:], strict=False)), default=math.inf)
-    if gap < delta:
-        raise ValueError(f"entries are only {gap:.4g}-separated; Lemma C needs separation >= {delta:.4g}")
-    return max(abs(x) for x in s), gap
-
-
-# --------------------------------------------------------------------------------------------
-# vocabulary, separation, projection
-# --------------------------------------------------------------------------------------------
-
-
-def _columns(X) -> list[tuple[float, ...]]:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"a sequence must be a d x n array (tokens are columns), got shape {X.shape}")
-    return [tuple(X[:, j].tolist()) for j in range(X.shape[1])]
-
-
-def vocabulary(seqs) -> np.ndarray:
-    """The distinct tokens (columns) of all sequences, as a d x |V| array in first-seen order."""
-    seen: dict[tuple, None] = {}
-    for X in seqs:
-        for col in _columns(X):
-            seen.setdefault(col, None)
-    return np.array(list(seen), dtype=np.float64).T
-
-
-def check_no_duplicates(seqs) -> None:
-    """ValueError naming the first sequence that repeats a token (Lemma D assumes duplicate-free sequences)."""
-    for i, X in enumerate(seqs):
-        cols = _columns(X)
-        if len(set(cols)) != len(cols):
-            raise ValueError(f"sequence {i} has a duplicate token: Lemma D needs duplicate-free sequences")
-
-
-def separation(V) -> tuple[float, float, float]:
-    """(r_min, r_max, eps_min): token norms and the smallest distance between distinct tokens of V (d x |V|)."""
-    V = np.asarray(V, dtype=np.float64)
-    norms = np.linalg.norm(V, axis=0)
-    m = V.shape[1]
-    if m * (m + 1) // 2 > MAX_VOCAB_PAIRS:
-        raise ValueError(f"|V| = {m} tokens: {m * (m + 1) // 2} pairs exceed budget {MAX_VOCAB_PAIRS}")
-    diff = V[:, :, None] - V[:, None, :]
-    dist = np.sqrt(np.sum(diff * diff, axis=0))
-    iu = np.triu_indices(m, 1)
-    eps = float(np.min(dist[iu])) if m > 1 else math.inf
-    return float(np.min(norms)), float(np.max(norms)), eps
-
-
-def c_theory(n_vocab: int, d: int) -> float:
-    """c = (|V|+1)^{-2} sqrt(8/(pi d)): a random unit w is c-separating with probability > 1 - 2/pi."""
-    return (n_vocab + 1) ** -2 * math.sqrt(8.0 / (math.pi * d))
-
-
-def projection_constant(w, V) -> float:
-    """c_emp(w) = min over distinct u, u' in V u {0} of |w^T (u - u')| / ||u - u'||."""
-    V = np.asarray(V, dtype=np.float64)
-    U = np.concatenate([V, np.zeros((V.shape[0], 1))], axis=1)
-    m = U.shape[1]
-    if m * (m - 1) // 2 > MAX_VOCAB_PAIRS:
-        raise ValueError(f"{m * (m - 1) // 2} vocabulary pairs exceed budget {MAX_VOCAB_PAIRS}")
-    iu = np.triu_indices(m, 1)
-    D = (U[:, :, None] - U[:, None, :])[:, iu[0], iu[1]]
-    nrm = np.linalg.norm(D, axis=0)
-    keep = nrm > 0
-    return float(np.min(np.abs(np.asarray(w, dtype=np.float64) @ D[:, keep]) / nrm[keep]))
-
-
-def random_unit(rng: np.random.Generator, d: int) -> np.ndarray:
-    v = rng.standard_normal(d)
-    return v / np.linalg.norm(v)
-
-
-def separating_projection(V, rng: np.random.Generator, c: float | None = None, max_tries: int = 200, best_of: int = 1):
-    """Rejection-sample a unit w with projection_constant(w, V) >= c (default c_theory(|V|, d)).
-
-    Returns (w, c_emp, tries). d = 1: w = (1,) gives c_emp = 1 exactly (no sampling). ``best_of`` > 1 keeps
-    the best of that many accepted draws (a data-dependent c' <= c_emp is admissible, hu2024.md §5 item 9).
-    """
-    V = np.asarray(V, dtype=np.float64)
-    d = V.shape[0]
-    if d == 1:
-        return np.ones(1), 1.0, 0
-    target = c_theory(V.shape[1], d) if c is None else float(c)
-    best, tries, accepted = None, 0, 0
-    while tries < max_tries and accepted < best_of:
-        tries += 1
-        w = random_unit(rng, d)
-        ce = projection_constant(w, V)
-        if ce >= target:
-            accepted += 1
-            if best is None or ce > best[1]:
-                best = (w, ce)
-    if best is None:
-        raise ValueError(f"no c-separating projection (c = {target:.3g}) in {max_tries} draws")
-    return best[0], best[1], tries
-
+from constructions.boltzmann import (  # noqa: F401  (re-exported: the contextual API in one namespace)
+    MAX_DPS,
+    boltzmann,
+    boltzmann_log_gap_bound,
+    boltzmann_separation_threshold,
+    check_entrywise_separated,
+    dps_for,
+    mp_context,
+)
+from constructions.projection import (  # noqa: F401
+    MAX_VOCAB_PAIRS,
+    _columns,
+    c_theory,
+    check_no_duplicates,
+    columns,
+    duplicate_free_sequences,
+    is_permutation,
+    projection_constant,
+    random_unit,
+    same_token_pairs,
+    separating_projection,
+    separation,
+    vocabulary,
+)
 
 # --------------------------------------------------------------------------------------------
 # Lemma D
@@ -271,14 +135,58 @@ class ContextualHead:
 
     def log_delta(self, ctx) -> mpmath.mpf:
         """ln of the gap floor for the constants actually used (c, xi_factor)."""
-        return log_delta_for_xi(self.n, self.eps, self.r_max, self._xi_mp(ctx), ctx)
+        return log_delta_for_xi(self.n, self.eps, self.r_max, self.xi_mp(ctx), ctx)
 
     def log_delta_closed(self, ctx) -> mpmath.mpf:
         """ln of the closed form with c_theory (valid whenever c <= ... i.e. c >= c_theory and xi_factor = 1)."""
         return log_delta_closed(self.n, self.eps, self.r_min, self.r_max, self.n_vocab, self.d, ctx)
 
-    def _xi_mp(self, ctx):
+    def xi_mp(self, ctx):
+        """xi formed in ``ctx``: xi_factor (2 ln n + 3) / (c^2 eps r_min)."""
         return ctx.mpf(self.xi_factor) * xi_for(self.n, self.eps, self.r_min, self.c, ctx)
+
+    def _xi_mp(self, ctx):  # the old private name (constructions.universality)
+        return self.xi_mp(ctx)
+
+    def R_mp(self, ctx):
+        """The logit bound xi r_max^2 in ``ctx``."""
+        return self.xi_mp(ctx) * ctx.mpf(self.r_max) ** 2
+
+    @property
+    def output_scale(self) -> float:
+        """W_O's scale eps / (4 r_max) (times scale_factor, 1 in the lemma)."""
+        return self.scale_factor * self.eps / (4.0 * self.r_max)
+
+    def output_scale_mp(self, ctx):
+        """output_scale formed in ``ctx``."""
+        return ctx.mpf(self.scale_factor) * ctx.mpf(self.eps) / (4 * ctx.mpf(self.r_max))
+
+    def mp_rounding_floor(self, ctx, s: int = 1):
+        """Bound (mpf) on |apply_mp or apply_general_mp output - exact| plus the same for the logits, u = 2^-prec.
+
+        Logits: sums of (s + d)-term products of magnitude <= R (the padding rows meet exact zeros), error
+        <= (s + d + 2) u R each; a weight exp(a - max) / sum then errs relatively by <= w = 2 (s + d + 2) u R
+        + (n + 3) u (first order; the exp's argument error doubles through the normalisation); the output
+        x + scale e sum_l sigma_l v_l with |scale v_l| <= eps/4 adds (eps/4)(2 w + (n + d + 3) u) + u (r_max + eps/4).
+        Returned: the larger of the output and logit floors (one evaluation; compare two evaluations with twice it).
+        """
+        u = ctx.mpf(2) ** (-ctx.prec)
+        d, n, R = self.d, self.n, self.R_mp(ctx)
+        w_rel = 2 * (s + d + 2) * u * R + (n + 3) * u
+        quarter = ctx.mpf(self.eps) / 4
+        out = quarter * (2 * w_rel + (n + d + 3) * u) + u * (ctx.mpf(self.r_max) + quarter)
+        return max(out, (s + d + 2) * u * R)
+
+    def float64_floor(self, X) -> np.ndarray:
+        """Per-entry bound on |apply_f64(X) - exact| (d x n): the attention floor of the float64 weights
+        (constructions.transformer.attention_rounding_floor) plus the residual add's rounding."""
+        from constructions.precision import UNIT_ROUNDOFF, gamma
+        from constructions.transformer import Head, attention_rounding_floor, weighted_value_magnitude
+
+        u = UNIT_ROUNDOFF["float64"]
+        X = np.asarray(X, dtype=np.float64)
+        h = Head(*self.weights())
+        return attention_rounding_floor(h, X, X, u) + gamma(1, u) * (np.abs(X) + weighted_value_magnitude(h, X, X))
 
     # ---- weights ------------------------------------------------------------------------------
     def weights(self, s: int = 1, rank: int | None = None, rng: np.random.Generator | None = None,
@@ -313,7 +221,7 @@ class ContextualHead:
             if pad_query:
                 Wq[1:] = rng.standard_normal((s - 1, d))
         Wo = np.zeros((d, s))
-        Wo[:, 0] = self.scale_factor * self.eps / (4.0 * self.r_max) * self.e
+        Wo[:, 0] = self.output_scale * self.e
         return Wq, Wk, Wv, Wo
 
     # ---- evaluation ---------------------------------------------------------------------------
@@ -327,8 +235,8 @@ class ContextualHead:
         qs = range(len(cols)) if queries is None else queries
         w = [ctx.mpf(float(v)) for v in self.w]
         e = [ctx.mpf(float(v)) for v in self.e]
-        xi = self._xi_mp(ctx)
-        scale = ctx.mpf(self.scale_factor) * ctx.mpf(self.eps) / (4 * ctx.mpf(self.r_max))
+        xi = self.xi_mp(ctx)
+        scale = self.output_scale_mp(ctx)
         p = [ctx.fsum(wi * xi_ for wi, xi_ in zip(w, col, strict=False)) for col in cols]
         out = []
         for k in qs:
@@ -399,12 +307,14 @@ def lemma_d(
     e=None,
     validate: bool = True,
     best_of: int = 1,
+    w=None,
 ) -> ContextualHead:
     """Build Lemma D's head for the sequences ``seqs`` (each d x n) or for an explicit vocabulary (d x |V|).
 
     c: "theory" (the lemma's c_theory; w is still required to meet it), "empirical" (c_emp of the sampled w),
     or a number c' with 0 < c' <= c_emp. eps defaults to the smallest distinct-token distance; ValueError if
     it exceeds it (separation), if a sequence repeats a token, if a token is 0 (r_min > 0) or if n < 2.
+    w: a projection drawn beforehand (replaces the rejection sampling; ValueError unless it is c_theory-separating).
     """
     rng = rng or np.random.default_rng(0)
     if seqs is not None:
@@ -435,7 +345,14 @@ def lemma_d(
         raise ValueError(f"tokens are only {eps_min:.6g}-separated; eps = {eps:.6g} violates the separation hypothesis")
     d = V.shape[0]
     ct = c_theory(V.shape[1], d)
-    w, c_emp, _ = separating_projection(V, rng, ct, best_of=best_of)
+    if w is None:
+        w, c_emp, _ = separating_projection(V, rng, ct, best_of=best_of)
+    else:
+        w = np.asarray(w, dtype=np.float64)
+        w = w / np.linalg.norm(w)
+        c_emp = 1.0 if d == 1 else projection_constant(w, V)
+        if d > 1 and c_emp < ct:
+            raise ValueError(f"the given w is only {c_emp:.3g}-separating; Lemma D needs c_theory = {ct:.3g}")
     if c == "theory":
         c_used = ct
     elif c == "empirical":
@@ -457,11 +374,6 @@ def lemma_d(
 # --------------------------------------------------------------------------------------------
 
 
-def is_permutation(X, Y) -> bool:
-    """Whether the columns of Y are a permutation of the columns of X."""
-    return sorted(_columns(X)) == sorted(_columns(Y))
-
-
 @dataclass(frozen=True)
 class ContextGaps:
     """Measured quantities of an (r, delta)-contextual map on a dataset (mpmath numbers, natural logs)."""
@@ -478,7 +390,7 @@ def measure_gaps(head: ContextualHead, seqs, ctx, outputs=None) -> ContextGaps:
     """Evaluate the head on every sequence in ``ctx`` and measure Definition B's quantities."""
     seqs = [np.asarray(X, dtype=np.float64) for X in seqs]
     outs = outputs if outputs is not None else [head.apply_mp(X, ctx) for X in seqs]
-    toks = [_columns(X) for X in seqs]
+    toks = [columns(X) for X in seqs]
     perm_key = [tuple(sorted(t)) for t in toks]
     norm = lambda v: ctx.sqrt(ctx.fsum(x * x for x in v))  # noqa: E731
     max_norm = max(norm(y) for o in outs for y in o)
@@ -499,33 +411,6 @@ def measure_gaps(head: ContextualHead, seqs, ctx, outputs=None) -> ContextGaps:
     if min_same == 0:
         log_same = -ctx.inf
     return ContextGaps(max_norm, min_diff, log_same, n_same, n_diff, worst)
-
-
-def same_token_pairs(seqs):
-    """Yield ((i, k), (j, l)): column k of sequence i equals column l of sequence j, and the two sequences are not
-    column permutations of each other (Definition B's same-token, different-context pairs)."""
-    toks = [_columns(X) for X in seqs]
-    keys = [tuple(sorted(t)) for t in toks]
-    for i, j in itertools.combinations(range(len(toks)), 2):
-        if keys[i] == keys[j]:
-            continue
-        for k, tk in enumerate(toks[i]):
-            for l, tl in enumerate(toks[j]):
-                if tk == tl:
-                    yield (i, k), (j, l)
-
-
-def duplicate_free_sequences(V, n: int, limit: int | None = None, rng: np.random.Generator | None = None):
-    """All (or ``limit`` random) ordered duplicate-free length-n sequences over the columns of V (d x |V|)."""
-    V = np.asarray(V, dtype=np.float64)
-    m = V.shape[1]
-    if n > m:
-        raise ValueError(f"no duplicate-free sequence of length {n} over {m} tokens")
-    total = math.perm(m, n)
-    if limit is None or total <= limit:
-        return [V[:, list(p)] for p in itertools.permutations(range(m), n)]
-    rng = rng or np.random.default_rng(0)
-    return [V[:, list(rng.choice(m, size=n, replace=False))] for _ in range(limit)]
 
 
 # --------------------------------------------------------------------------------------------

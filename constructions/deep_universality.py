@@ -33,14 +33,17 @@ from functools import lru_cache
 
 import numpy as np
 
+from constructions.deep_resource_counts import (  # noqa: F401  (re-exported)
+    counting_bound_mp,
+    counting_check,
+    resource_counts,
+)
 from constructions.memorization import (
-    counting_lower_bound,
-    log_prompt_count,
-    log_table_count,
     prompt_length,
     table_prompt,
     value_map_node_count,
 )
+from constructions.precision import unit_roundoff
 from constructions.quantization import all_grid_points, cell_index, grid_index, quantize
 from constructions.selective_shift import (
     ShiftPlan,
@@ -51,14 +54,25 @@ from constructions.selective_shift import (
     enumerate_cells,
     ids_from_cells,
 )
-from constructions.transformer import MLP
+from constructions.yun_activations import (  # noqa: F401  (re-exported: the public names stay importable here)
+    SoftParams,
+    ff_layer_mlp,
+    relu_eval,
+    relu_form,
+    soft_params,
+    zeta1,
+    zeta2,
+    zeta3,
+    zeta4,
+    zeta5,
+)
 
 MAX_NODES = 20_000  # value-map layers of a network built for the default profile
-UNIT_ROUNDOFF = 2.0**-53
 
 __all__ = [
     "DeepNetwork",
     "TooLarge",
+    "apply_value_map",
     "build_network",
     "choose_K",
     "counting_check",
@@ -136,80 +150,13 @@ def exact_cells(X, K: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Resource counts
+# Resource counts (constructions.deep_resource_counts, re-exported)
 # --------------------------------------------------------------------------------------------
-
-
-def _big(log10_x: float, exact=None):
-    """An exact int when below 10^18, else '~10^x' (like constructions.universality.resource_counts)."""
-    if exact is not None and log10_x < 18:
-        return int(exact)
-    return f"~10^{log10_x:.4g}"
-
-
-def _bigbig(log10_log10_x: float) -> str:
-    return f"~10^(10^{log10_log10_x:.4g})"
-
-
-def resource_counts(d: int, m: int, K: int) -> dict:
-    """Layer, width and prompt counts of the exact hardmax construction (wang2023.md §2.1 table, §3.2).
-
-    n = m_p + m with m_p = m K^{dm}; attention n K^d + 1 (2 heads of size 1); FFN d n K + d (quantization)
-    + 1 + d (cleanup) + m K^{dn} (value map), 4 hidden ReLUs each in the softmax/ReLU version; digits = decimal
-    digits of the largest contextual id t_r = n^2 K^{2(n+1)d+1} + n K^{(n+1)d} in units of delta/2.
-    Counts above 10^18 come back as strings '~10^x' (or '~10^(10^y)' when doubly exponential).
-    """
-    if int(d) != d or d < 1 or int(m) != m or m < 1 or int(K) != K or K < 2:
-        raise ValueError(f"need positive integers d, m and K >= 2, got d={d}, m={m}, K={K}")
-    lk = math.log10(K)
-    log_mp = math.log10(m) + d * m * lk
-    exact = log_mp < 15
-    m_p = m * K ** (d * m) if exact else None
-    n = m_p + m if exact else None
-    log_n = math.log10(n) if exact else log_mp
-    out = {"K": K, "delta": 1.0 / K, "heads": 2, "head_size": 1, "ffn_width": 4, "token_dim": d + 1,
-           "cleanup_ffn_layers": 1 + d}
-    out["L_p"] = m_p if exact else _big(log_mp)
-    out["n"] = n if exact else _big(log_n)
-    out["attention_layers"] = n * K**d + 1 if exact else _big(log_n + d * lk)
-    out["quantization_ffn_layers"] = d * n * K + d if exact else _big(math.log10(d) + log_n + lk)
-    if log_n < 300:
-        nf = 10**log_n
-        log_vm = math.log10(m) + d * nf * lk
-        out["log10_value_map_ffn_layers"] = log_vm
-        vm = m * K ** (d * n) if exact and log_vm < 18 else None
-        out["value_map_ffn_layers"] = _big(log_vm, vm)
-        out["ffn_layers"] = (
-            out["quantization_ffn_layers"] + out["cleanup_ffn_layers"] + vm if vm is not None else _big(log_vm)
-        )
-        log_tr = 2 * log_n + (2 * (nf + 1) * d + 1) * lk + math.log10(2 * K)
-        digits = math.ceil(log_tr) + 1
-        out["digits"] = digits if digits < 10**15 else _big(math.log10(digits))
-    else:
-        ll = log_n + math.log10(d * lk)
-        out["log10_value_map_ffn_layers"] = math.inf
-        out["value_map_ffn_layers"] = out["ffn_layers"] = _bigbig(ll)
-        out["digits"] = _big(ll + math.log10(2))
-    return out
 
 
 def resource_counts_eps(d: int, m: int, L: float, p: float, eps: float) -> dict:
     """resource_counts at K = choose_K(L, d, m, p, eps)."""
     return resource_counts(d, m, choose_K(L, d, m, p, eps))
-
-
-def counting_check(d: int, m: int, K: int, m_p: int | None = None) -> tuple[float, float]:
-    """(log C, log #grid prompts of length m_p): C = (K^{dm})^{K^{dm}} quantized functions (wang2023.md §2.1).
-
-    m_p defaults to the table length m K^{dm}, where both are equal (the counting bound is tight).
-    """
-    m_p = prompt_length(d, m, K) if m_p is None else int(m_p)
-    return log_table_count(d, m, K), log_prompt_count(d, m_p, K)
-
-
-def counting_bound_mp(d: int, m: int, K: int) -> float:
-    """m_p >= m delta^{-dm} (same-grid prompts): memorization.counting_lower_bound with K_out = K_P = K."""
-    return counting_lower_bound(d, m, K)
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,118 +348,6 @@ def fbar_units(f, X, K: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Activations zeta_1..zeta_5: hard (exact piecewise-linear) and soft (ReLU, ramps)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SoftParams:
-    """Softmax inverse temperature and the quantizer ramp width (None: hardmax and exact zetas)."""
-
-    lam: float | None = None
-    eta_q: float = 0.0
-
-    @property
-    def hard(self) -> bool:
-        return self.lam is None
-
-
-def soft_params(lam: float | None, eta_q: float = 0.0) -> SoftParams:
-    if lam is not None and not (np.isfinite(lam) and lam > 0):
-        raise ValueError(f"softmax inverse temperature lam must be > 0, got {lam}")
-    if not (0.0 <= eta_q):
-        raise ValueError(f"ramp width eta_q must be >= 0, got {eta_q}")
-    return SoftParams(lam, float(eta_q))
-
-
-def zeta1(t, n, J, eta=0.0):
-    """-t - J for t < 0 or t >= n, else 0; soft: ramps on (-eta, 0) and (n - eta, n)."""
-    out = np.where((t < 0) | (t >= n), -t - J, 0.0)
-    if eta > 0:
-        left = (t > -eta) & (t < 0)
-        out = np.where(left, t * (J - eta) / eta, out)
-        right = (t > n - eta) & (t < n)
-        out = np.where(right, -(t - (n - eta)) * (n + J) / eta, out)
-    return out
-
-
-def zeta2(t, delta, eta=0.0):
-    """-t on [0, delta), else 0; soft: linear from -(delta - eta) to 0 on (delta - eta, delta)."""
-    out = np.where((t >= 0) & (t < delta), -t, 0.0)
-    if eta > 0:
-        ramp = (t > delta - eta) & (t < delta)
-        out = np.where(ramp, -(delta - eta) * (delta - t) / eta, out)
-    return out
-
-
-def zeta3(t, t_l, t_r, delta, soft=False):
-    """1 outside [t_l, t_r], 0 inside; soft: 0 on [t_l - delta/2, t_r + delta/2], ramps of width delta/2 outside."""
-    if not soft:
-        return np.where((t < t_l) | (t > t_r), 1.0, 0.0)
-    lo = np.clip((t_l - delta / 2 - t) / (delta / 2), 0.0, 1.0)
-    hi = np.clip((t - t_r - delta / 2) / (delta / 2), 0.0, 1.0)
-    return lo + hi
-
-
-def zeta4(t):
-    return np.maximum(-t, 0.0)
-
-
-def zeta5(t, delta, soft=False):
-    """1 on [-delta/2, delta/2), else 0; soft: 1 on [-delta/4, delta/4], 0 outside (-delta/2, delta/2)."""
-    if not soft:
-        return np.where((t >= -delta / 2) & (t < delta / 2), 1.0, 0.0)
-    return np.clip((delta / 2 - np.abs(t)) / (delta / 4), 0.0, 1.0)
-
-
-def relu_form(kind: str, **kw):
-    """(alphas, betas, weights, bias) with zeta(t) = sum_i w_i ReLU(alpha_i t + beta_i) + bias: <= 4 ReLUs.
-
-    The ReLU realisation of each soft zeta (Yun Lemma 9's 4-ReLU replacement); agrees with the piecewise form.
-    """
-    if kind == "zeta1":
-        n, J, e = kw["n"], kw["J"], kw["eta"]
-        return ([-1.0, -1.0, 1.0, 1.0], [0.0, -e, -(n - e), -n], [1 - J / e, J / e, -(n + J) / e, (n + J) / e - 1], 0.0)
-    if kind == "zeta2":
-        dl, e = kw["delta"], kw["eta"]
-        return ([1.0, 1.0, 1.0], [0.0, -(dl - e), -dl], [-1.0, dl / e, -(dl - e) / e], 0.0)
-    if kind == "zeta3":
-        tl, tr, dl = kw["t_l"], kw["t_r"], kw["delta"]
-        h = dl / 2
-        return (
-            [-1 / h, -1 / h, 1 / h, 1 / h],
-            [(tl - dl / 2) / h, (tl - dl) / h, -(tr + dl / 2) / h, -(tr + dl) / h],
-            [1.0, -1.0, 1.0, -1.0],
-            0.0,
-        )
-    if kind == "zeta4":
-        return ([-1.0], [0.0], [1.0], 0.0)
-    if kind == "zeta5":
-        dl = kw["delta"]
-        h = dl / 4
-        return ([1 / h] * 4, [dl / 2 / h, dl / 4 / h, -dl / 4 / h, -dl / 2 / h], [1.0, -1.0, -1.0, 1.0], 0.0)
-    raise ValueError(f"unknown activation {kind!r}")
-
-
-def relu_eval(form, t):
-    a, b, w, c = form
-    return sum(wi * np.maximum(ai * t + bi, 0.0) for ai, bi, wi in zip(a, b, w, strict=True)) + c
-
-
-def ff_layer_mlp(a_in, shift: float, v_out, form) -> MLP:
-    """The residual MLP x -> x + v zeta(a^T x - shift) of one construction FF layer (transformer.MLP)."""
-    al, be, w = (np.asarray(x, dtype=np.float64) for x in form[:3])
-    c = float(form[3])
-    a_in = np.asarray(a_in, dtype=np.float64)
-    v_out = np.asarray(v_out, dtype=np.float64)
-    W1 = al[:, None] * a_in[None, :]
-    b1 = be - al * shift
-    W2 = v_out[:, None] * w[None, :]
-    b2 = v_out * c
-    return MLP(W1, b1, W2, b2)
-
-
-# --------------------------------------------------------------------------------------------
 # Float evaluation (weight level): hardmax or softmax/ReLU
 # --------------------------------------------------------------------------------------------
 
@@ -561,12 +396,17 @@ def float_outputs(net: DeepNetwork, P, X, params: SoftParams = SoftParams(), *, 
     for i in range(d):
         Z[:, i] += zeta4(Z[:, i])
     out = Z[:, :d, net.m_p :].copy()
-    _value_map_events(net, out, soft)
+    apply_value_map(net, out, soft)
     return out
 
 
-def _value_map_events(net: DeepNetwork, out: np.ndarray, soft: bool) -> None:
-    """Apply the sorted value-map layers to the scored columns (in place), layer order respected."""
+def apply_value_map(net: DeepNetwork, out: np.ndarray, soft: bool) -> None:
+    """Apply the sorted value-map layers to the scored columns out (B, d, m) in place, layer order respected.
+
+    Layer G, j adds (A_G - Z_G)[:, j] zeta_5(u^T x - q_G[j]); the supports are disjoint windows of width delta
+    around the sorted node ids, so a column at id q can only be in the window of the node just below or just above
+    it, and once moved its id is a target id below t_l - delta, where no later layer fires (_assert_guards).
+    """
     U = net.plan.unit
     nodes = net.node_ids.astype(np.float64) / U
     deltas = net.node_delta.astype(np.float64) / U
@@ -593,6 +433,9 @@ def _value_map_events(net: DeepNetwork, out: np.ndarray, soft: bool) -> None:
         out[bi, :, mi] += deltas[c[bi, mi]] * z[bi, mi][:, None]
         last[bi, mi] = c[bi, mi]
     raise AssertionError("value-map events did not settle (a column fired more than 3 layers)")
+
+
+_value_map_events = apply_value_map  # the old private name
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,11 +477,12 @@ def lambda_threshold(plan: ShiftPlan, tau: float, gap_factor: float = 1.0 / 8.0,
     return (math.log(max(n - 1, 1)) + logL - math.log(tau)) / (gap_factor * delta**2)
 
 
-def float_rounding_floor(net: DeepNetwork) -> float:
+def float_rounding_floor(net: DeepNetwork, u: float | None = None) -> float:
     """Rounding floor of the float64 softmax network's outputs: 8 u t_r (L_att + 4) (ids reach t_r; each layer
-    rounds once at that magnitude, and the value map cancels the large first coordinate)."""
+    rounds once at that magnitude, and the value map cancels the large first coordinate); u = float64's."""
+    u = unit_roundoff("float64") if u is None else u
     t_r = float(net.plan.t_bounds()[1])
-    return 8.0 * UNIT_ROUNDOFF * t_r * (net.plan.n_attention_layers + 4)
+    return 8.0 * u * t_r * (net.plan.n_attention_layers + 4)
 
 
 def ramp_width_for(net: DeepNetwork, eps: float, p: float) -> float:

@@ -21,13 +21,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from constructions.precision import UNIT_ROUNDOFF as _ROUNDOFF
+from constructions.precision import gamma
+
 GRID_MAX_ENTRIES = 2**22  # budget for enumerated grids / lookup tables: N * d * L float64 entries
 FF1_MAX_WEIGHT_ENTRIES = 4_000_000  # budget for the dense W1 (hidden x d) and W2 (d x hidden)
 FF1_MAX_ACTIVATIONS = 20_000_000  # budget for hidden x tokens activations in one float64 call
-UNIT_ROUNDOFF = 2.0**-53
+U64 = _ROUNDOFF["float64"]
 
 
-def _check_K(K) -> int:
+def check_K(K) -> int:
+    """K as an int: ValueError unless K = 1/delta is an integer >= 1."""
     if isinstance(K, bool) or not isinstance(K, (int, np.integer, float, np.floating)):
         raise ValueError(f"K = 1/delta must be an integer >= 1, got {K!r}")
     if not float(K).is_integer() or K < 1:
@@ -35,27 +39,30 @@ def _check_K(K) -> int:
     return int(K)
 
 
+_check_K = check_K  # the old private name, still imported by other modules
+
+
 def grid_levels(K) -> np.ndarray:
     """The K lower cell corners {0, 1/K, ..., (K-1)/K} (K = 1/delta)."""
-    K = _check_K(K)
+    K = check_K(K)
     return np.arange(K, dtype=np.float64) / K
 
 
 def cell_index(X, K) -> np.ndarray:
     """Integer cell indices min(floor(K t), K-1), clipped below at 0 (the domain is [0,1])."""
-    K = _check_K(K)
+    K = check_K(K)
     k = np.floor(np.asarray(X, dtype=np.float64) * K)
     return np.clip(k, 0, K - 1).astype(np.int64)
 
 
 def quantize(X, K) -> np.ndarray:
     """Q_delta(X) = delta * min(floor(X/delta), K-1) entry-wise, delta = 1/K (hu2024.md §3.1)."""
-    return cell_index(X, K) / float(_check_K(K))
+    return cell_index(X, K) / float(check_K(K))
 
 
 def centred_quantize(X, K) -> np.ndarray:
     """Q_delta(X) + delta/2: the cell centre; its error is <= delta/2 per entry on [0,1]."""
-    K = _check_K(K)
+    K = check_K(K)
     return (cell_index(X, K) + 0.5) / K
 
 
@@ -64,7 +71,7 @@ def surrogate(f, K):
 
     Bound (hu2024.md §3.1 [D]): sup_X ||f(X) - fbar(X)||_alpha <= (C + 1/2) delta (dL)^(1/alpha) for f in F_C.
     """
-    K = _check_K(K)
+    K = check_K(K)
 
     def fbar(X):
         return centred_quantize(f(quantize(X, K)), K)
@@ -75,12 +82,12 @@ def surrogate(f, K):
 
 def grid_size(d: int, L: int, K: int) -> int:
     """N = K^{dL}, the number of grid inputs (exact Python int)."""
-    return int(_check_K(K)) ** (int(d) * int(L))
+    return int(check_K(K)) ** (int(d) * int(L))
 
 
 def grid_index(cells, K) -> np.ndarray:
     """idx(G) for integer cells (d, L) or (B, d, L): token-major lexicographic, first digit most significant."""
-    K = _check_K(K)
+    K = check_K(K)
     c = np.asarray(cells, dtype=np.int64)
     single = c.ndim == 2
     if single:
@@ -97,7 +104,7 @@ def grid_index(cells, K) -> np.ndarray:
 
 def grid_cells(idx, d: int, L: int, K) -> np.ndarray:
     """Inverse of grid_index: integer cells (d, L) (or (B, d, L) for an index array)."""
-    K = _check_K(K)
+    K = check_K(K)
     i = np.asarray(idx, dtype=np.int64)
     single = i.ndim == 0
     i = i.reshape(-1).copy()
@@ -111,7 +118,7 @@ def grid_cells(idx, d: int, L: int, K) -> np.ndarray:
 
 def all_grid_points(d: int, L: int, K) -> np.ndarray:
     """All N = K^{dL} lower-corner grid inputs G (N, d, L) in token-major lexicographic order."""
-    K = _check_K(K)
+    K = check_K(K)
     N = grid_size(d, L, K)
     if N * d * L > GRID_MAX_ENTRIES:
         raise ValueError(f"grid of {N} inputs x {d * L} entries exceeds budget {GRID_MAX_ENTRIES} entries")
@@ -139,7 +146,7 @@ def choose_K(C: float, d: int, L: int, alpha: float, eps: float) -> int:
 
 def surrogate_sup_bound(C: float, d: int, L: int, alpha: float, K) -> float:
     """(C + 1/2) delta (dL)^(1/alpha): the sup-norm bound of hu2024.md §3.1 / §5 item 1."""
-    return (C + 0.5) / _check_K(K) * (d * L) ** (1.0 / alpha)
+    return (C + 0.5) / check_K(K) * (d * L) ** (1.0 / alpha)
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +164,7 @@ def ff1_breakpoints(K, n_positions: int, positional: bool = True) -> tuple[float
 
     positional: range [1, n+1), t_b = 1 + b delta for b = 1..nK-1; unit box: [0,1], t_b = b delta, b = 1..K-1.
     """
-    K = _check_K(K)
+    K = check_K(K)
     if positional:
         b = np.arange(1, n_positions * K, dtype=np.float64)
         return 1.0, 1.0 + b / K
@@ -171,7 +178,7 @@ def ff1_weights(d: int, K, n_positions: int, eta: float, positional: bool = True
     plus ReLU(t) with weight -1 (cancels the residual on t >= 0), and b2 = base. Hidden units are grouped
     by coordinate: [pairs for coordinate 0, identity 0, pairs for coordinate 1, identity 1, ...].
     """
-    K = _check_K(K)
+    K = check_K(K)
     base, tb = ff1_breakpoints(K, n_positions, positional)
     nb = tb.size
     per = 2 * nb + 1
@@ -204,19 +211,37 @@ def ffn_apply(W1, b1, W2, b2, Z) -> np.ndarray:
     return Z + W2 @ np.maximum(W1 @ Z + b1[:, None], 0.0) + b2[:, None]
 
 
-def ffn_rounding_floor(W1, b1, W2, b2, Z) -> np.ndarray:
-    """Per-entry float64 rounding floor of ffn_apply: 2u((m+2) S + 2 S_pre) (standard gamma_m dot-product bound).
+def _gammas(counts, u: float) -> np.ndarray:
+    """gamma_k (constructions.precision.gamma) for an integer array of term counts k."""
+    counts = np.asarray(counts, dtype=np.int64)
+    table = {int(k): gamma(int(k), u) for k in np.unique(counts)}
+    return np.vectorize(table.__getitem__, otypes=[np.float64])(counts) if counts.size else counts.astype(float)
 
-    S = |z| + |b2| + sum_k |W2_ik h_k| (magnitudes summed at the output), S_pre = sum_k |W2_ik| (|W1_k z| + |b1_k|)
-    (pre-activation errors propagated through W2), m = number of hidden units.
+
+def ffn_rounding_floor(W1, b1, W2, b2, Z, u: float = U64) -> np.ndarray:
+    """Per-entry bound on |ffn_apply(W1, b1, W2, b2, Z) - exact value| for these (float) weights and inputs.
+
+    Operation by operation (Higham §3.1, gamma_k = k u / (1 - k u)); a term that is exactly 0 (a zero weight, an
+    inactive unit) adds no rounding, so k counts the nonzero terms:
+      pre-activation a = W1 z + b1 with k1 = nnz(W1 row) + 1 terms: |fl(a) - a| <= e_a = gamma_{k1} A,
+        A = |W1| |z| + |b1|;
+      ReLU is exact and 1-Lipschitz; a unit with a < -e_a is 0 on both sides, so only the units with
+        fl(a) > -2 e_a ("live", a superset) carry e_a;
+      r = W2 h over the k2 live nonzero terms, then z + r + b2 (two more roundings), g = gamma_{k2 + 2}:
+        |err| <= (1 + g) |W2| e_live + g (|z| + |b2| + |W2| (|fl(h)| + e_live)).
+    Every magnitude is an input or an intermediate (fl(a), fl(h)), never the output under test.
     """
     Z = np.asarray(Z, dtype=np.float64)
+    W1, b1, W2, b2 = (np.asarray(w, dtype=np.float64) for w in (W1, b1, W2, b2))
     A = np.abs(W1) @ np.abs(Z) + np.abs(b1)[:, None]
-    Hh = np.maximum(W1 @ Z + b1[:, None], 0.0)
-    S = np.abs(Z) + np.abs(b2)[:, None] + np.abs(W2) @ Hh
-    S_pre = np.abs(W2) @ A
-    m = W1.shape[0]
-    return 2.0 * UNIT_ROUNDOFF * ((m + 2) * S + 2.0 * S_pre)
+    e_a = _gammas(np.count_nonzero(W1, axis=1) + 1, u)[:, None] * A
+    pre = W1 @ Z + b1[:, None]
+    live = pre > -2.0 * e_a
+    e_h = np.where(live, e_a, 0.0)
+    g = _gammas((W2 != 0).astype(np.int64) @ live.astype(np.int64) + 2, u)
+    aW2 = np.abs(W2)
+    mag = np.abs(Z) + np.abs(b2)[:, None] + aW2 @ (np.maximum(pre, 0.0) + e_h)
+    return (1.0 + g) * (aW2 @ e_h) + g * mag
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,7 +266,7 @@ class FF1Quantizer:
     b2: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        K = _check_K(self.K)
+        K = check_K(self.K)
         if int(self.d) != self.d or self.d < 1:
             raise ValueError(f"d must be a positive integer, got {self.d}")
         if int(self.n_positions) != self.n_positions or self.n_positions < 1:
@@ -323,9 +348,23 @@ class FF1Quantizer:
         k = np.rint((Y - self.encoding(Y.shape[1])) * self.K)
         return np.clip(k, 0, self.K - 1).astype(np.int64)
 
-    def rounding_floor(self, Z) -> np.ndarray:
-        """Per-entry float64 rounding floor of __call__ at Z (see ffn_rounding_floor)."""
-        return ffn_rounding_floor(self.W1, self.b1, self.W2, self.b2, Z)
+    def rounding_floor(self, Z, u: float = U64) -> np.ndarray:
+        """Per-entry rounding floor of __call__ at Z against the exact network of these float weights."""
+        return ffn_rounding_floor(self.W1, self.b1, self.W2, self.b2, Z, u)
+
+    def staircase_floor(self, Z, u: float = U64) -> np.ndarray:
+        """Per-entry bound on |__call__(Z) - staircase(Z)| off the ramp set (float weights, float staircase).
+
+        rounding_floor (evaluation) + the weights' own representation error: 1/eta, t_b, t_b/eta, 1 - t_b/eta and
+        delta are each rounded once or twice (<= 3 roundings per pre-activation, relative to A = |W1||z| + |b1|,
+        one per W2 entry), so the exact network of the float weights is within gamma_4 |W2| A of the ideal one;
+        staircase() itself rounds twice (cnt/K, base +): gamma_2 (|base| + |z| + 1).
+        """
+        Z = np.asarray(Z, dtype=np.float64)
+        A = np.abs(self.W1) @ np.abs(Z) + np.abs(self.b1)[:, None]
+        live = (self.W1 @ Z + self.b1[:, None]) > -2.0 * gamma(self.d + 1, u) * A
+        rep = gamma(4, u) * (np.abs(self.W2) @ np.where(live, A, 0.0))
+        return self.rounding_floor(Z, u) + rep + gamma(2, u) * (self.base + np.abs(Z) + 1.0)
 
     def apply_mp(self, Z, ctx=None):
         """FF1 evaluated in mpmath at ``ctx`` (default: Z.ctx or mpmath.mp), weights formed in ctx from K, eta.
@@ -339,22 +378,21 @@ def ff1_apply_mp(Z, ctx, d: int, K, n_positions: int, eta: float, positional: bo
     """The FF1 network of ff1_weights(d, K, n_positions, eta, positional) evaluated in mpmath (no validation of eta)."""
     import mpmath
 
-    K = _check_K(K)
+    K = check_K(K)
     if ctx is None:
         ctx = getattr(Z, "ctx", None) or mpmath.mp
     rows = _mp_rows(Z, ctx)
     if len(rows) != d:
         raise ValueError(f"expected {d} rows, got {len(rows)}")
     n = len(rows[0])
-    base_f, tb_f = ff1_breakpoints(K, n_positions, positional)
-    nb = tb_f.size
-    if nb * n * d > FF1_MAX_ACTIVATIONS // 20:
-        raise ValueError(f"mpmath FF1 on {d}x{n} tokens x {nb} breakpoints exceeds budget {FF1_MAX_ACTIVATIONS // 20}")
+    base, tbs = ff1_breakpoints_mp(ctx, K, n_positions, positional)
+    if len(tbs) * n * d > FF1_MAX_ACTIVATIONS // 20:
+        raise ValueError(
+            f"mpmath FF1 on {d}x{n} tokens x {len(tbs)} breakpoints exceeds budget {FF1_MAX_ACTIVATIONS // 20}"
+        )
     Km = ctx.mpf(K)
     eta = ctx.mpf(eta)
     delta = 1 / Km
-    base = ctx.mpf(base_f)
-    tbs = [base + ctx.mpf(b) / Km for b in range(1, nb + 1)]
     out = ctx.matrix(d, n)
     zero = ctx.mpf(0)
     for i in range(d):
@@ -366,6 +404,49 @@ def ff1_apply_mp(Z, ctx, d: int, K, n_positions: int, eta: float, positional: bo
                 acc += delta * (max(a0 + 1, zero) - max(a0, zero))
             out[i, j] = t + acc
     return out
+
+
+def ff1_mp_floor(ctx, K, n_positions: int, eta: float, positional: bool = True, tokens=None):
+    """Bound (an mpf of ``ctx``) on |ff1_apply_mp(Z, ctx, ...) - the exact network| entry by entry.
+
+    u = 2^-prec. Per breakpoint t_b and token t, with a = |t - t_b| / eta (first order in u; the factor 1.01
+    covers gamma_k / (k u) at any prec >= 53):
+      t < t_b - 2 eta: both ReLUs are 0 exactly, no error;
+      t > t_b + 2 eta: both active, the error of a0 cancels in ReLU(a0 + 1) - ReLU(a0) = 1, leaving the roundings
+        of a0 + 1 and of the difference: <= 2 (a + 3) u;
+      |t - t_b| <= 2 eta (the ramp): + the error of a0 itself, 2 a u + 2 (|t_b| + 1) u / eta (t_b rounds once);
+    each nonzero term is multiplied by delta (2 roundings) and added into |acc| <= n + 3 (1 rounding); base - t
+    and t + acc add 3 (2n + 3) u. ``tokens`` (floats, any shape): the bound per token; None: the worst token.
+    """
+    K = check_K(K)
+    base, tb = ff1_breakpoints(K, n_positions, positional)
+    top = base + (n_positions if positional else 1)
+    t = np.asarray([base + j * 0.5 / K for j in range(int(2 * (top - base) * K) + 1)] if tokens is None else tokens,
+                   dtype=np.float64)
+    diff = t[..., None] - tb
+    a = np.abs(diff) / eta
+    near = np.abs(diff) <= 2.0 * eta
+    above = diff > 2.0 * eta
+    s_err = np.where(above | near, 2.0 * (a + 3.0), 0.0) + np.where(near, 2.0 * a + 2.0 * (np.abs(tb) + 1.0) / eta, 0.0)
+    live = above | near
+    per = np.sum(np.where(live, (s_err + 3.0) / K + (n_positions + 3.0), 0.0), axis=-1) + 3.0 * (2 * n_positions + 3)
+    factor = 1.01 * (per if tokens is not None else float(np.max(per)))
+    u = ctx.mpf(2) ** (-ctx.prec)
+    if tokens is None:
+        return ctx.mpf(float(factor)) * u
+    return np.vectorize(lambda f: ctx.mpf(float(f)) * u, otypes=[object])(factor)
+
+
+def ff1_breakpoints_mp(ctx, K, n_positions: int, positional: bool = True):
+    """(base, [t_b]) in ``ctx``: each float breakpoint of ff1_breakpoints rebuilt exactly as base + b/K.
+
+    Derived from the float list (not recomputed), so a breakpoint dropped or shifted there is dropped or shifted
+    in the mpmath network too.
+    """
+    K = check_K(K)
+    base_f, tb_f = ff1_breakpoints(K, n_positions, positional)
+    base = ctx.mpf(base_f)
+    return base, [base + ctx.mpf(int(round((float(t) - base_f) * K))) / K for t in tb_f]
 
 
 def _is_mp_matrix(Z) -> bool:

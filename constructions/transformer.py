@@ -211,3 +211,85 @@ def prompt_mixture_mp(ctx, head: Head, x, P, X):
 
     lam = 1 / (1 + ctx.exp(logmass(X) - logmass(P)))
     return lam, head_attention_mp(ctx, head, x, P), head_attention_mp(ctx, head, x, X)
+
+
+# --------------------------------------------------------------------------------------------
+# rounding floors (constructions.precision: u, gamma_n; Higham §3.1-3.5), from the inputs' magnitudes
+# --------------------------------------------------------------------------------------------
+
+
+def _f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+def attention_rounding_floor(head: Head, Xq, Xk, u: float, tiny: float = 2.0**-1022) -> np.ndarray:
+    """Entry-wise bound (d x n_q) on |fl(head_attention(head, Xq, Xk)) - exact| at unit roundoff u.
+
+    Operation by operation, in head_attention's order (Higham §3.1-3.5; gamma_k = k u / (1 - k u)):
+      logits S = (W_k Xk)^T (W_q Xq), inner sizes d, d, s: |fl(S) - S| <= e_S = gamma_{2d+s} (|W_k||Xk|)^T (|W_q||Xq|);
+      weights A = softmax(S) per query column: relative error <= rho_l = u (|S_l - max S| + max spread + 2)
+        + gamma_{n-1} + expm1(2 max e_S) (precision.softmax_relative_floor, plus the logits' own error), to second
+        order (rho (1 + 2 rho));
+      W_o ((W_v Xk) A): the d-, n- and s-term products round with gamma_{d+n+s} on the magnitudes, and the weights'
+        error moves the output by rho-weighted value magnitudes:
+      |err|_{r,q} <= sum_l (rho_lq + gamma_{d+n+s} (1 + rho_lq)) A_lq (|W_o| |W_v| |Xk|)_{r,l}.
+    A weight that underflows to 0 is < ``tiny`` (the format's smallest normal; 0 for mpmath's exponent range),
+    an absolute term the relative rho cannot cover. Magnitudes are inputs and intermediates (fl(S), fl(A)),
+    never the output under test.
+    """
+    from constructions.precision import gamma, softmax_relative_floor
+
+    Wq, Wk, Wv, Wo, Xq, Xk = (_f64(a) for a in (head.Wq, head.Wk, head.Wv, head.Wo, Xq, Xk))
+    d, s, n = Xk.shape[0], Wq.shape[0], Xk.shape[1]
+    e_S = gamma(2 * d + s, u) * ((np.abs(Wk) @ np.abs(Xk)).T @ (np.abs(Wq) @ np.abs(Xq)))
+    S = (Wk @ Xk).T @ (Wq @ Xq)
+    rho = softmax_relative_floor(S, u, axis=0) + np.expm1(2.0 * np.max(e_S, axis=0, keepdims=True))
+    rho = rho * (1.0 + 2.0 * rho)
+    E = np.exp(S - np.max(S, axis=0, keepdims=True))
+    A = E / np.sum(E, axis=0, keepdims=True)
+    VM = np.abs(Wo) @ (np.abs(Wv) @ np.abs(Xk))  # d x n value magnitudes
+    g = gamma(d + n + s, u)
+    return VM @ ((rho + g * (1.0 + rho)) * A) + np.sum(VM, axis=1, keepdims=True) * tiny
+
+
+def weighted_value_magnitude(head: Head, Xq, Xk) -> np.ndarray:
+    """(|W_o| |W_v| |Xk|) softmax(S): the attention-weighted value magnitudes (d x n_q), an intermediate that
+    bounds |head_attention| entry-wise."""
+    Wq, Wk, Wv, Wo, Xq, Xk = (_f64(a) for a in (head.Wq, head.Wk, head.Wv, head.Wo, Xq, Xk))
+    S = (Wk @ Xk).T @ (Wq @ Xq)
+    E = np.exp(S - np.max(S, axis=0, keepdims=True))
+    return (np.abs(Wo) @ (np.abs(Wv) @ np.abs(Xk))) @ (E / np.sum(E, axis=0, keepdims=True))
+
+
+def prompt_mixture_floor(head: Head, x, P, X, u: float, tiny: float = 2.0**-1022) -> np.ndarray:
+    """Bound (d,) on |fl(lam att_P + (1 - lam) att_X) - exact| for prompt_mixture's float evaluation at u.
+
+    att_P, att_X: attention_rounding_floor each; lam = 1/(1 + exp(l_X - l_P)) with l_S = m + log sum exp(s - m):
+    an error e in l_X - l_P moves lam by <= lam (1 - lam) expm1(e) (d lam / d diff = -lam (1 - lam)), e <= the two
+    logits' errors + the log-sum-exp roundings gamma_{n+3} (|l_P| + |l_X| + 2); then 1/(1 + exp) rounds 3 times and
+    the combination 3 more: |err| <= |d lam| |att_P - att_X| + max(floor_P, floor_X) + 6 u (|att_P| + |att_X|),
+    with |att_P - att_X| <= wP + wX and |att_S| <= wS, the attention-weighted value magnitudes.
+    """
+    from constructions.precision import gamma
+
+    x, P, X = _f64(x).reshape(-1, 1), _f64(P), _f64(X)
+    fP = attention_rounding_floor(head, x, P, u, tiny)[:, 0]
+    fX = attention_rounding_floor(head, x, X, u, tiny)[:, 0]
+    Wq, Wk, Wv, Wo = (_f64(w) for w in (head.Wq, head.Wk, head.Wv, head.Wo))
+    d, s = x.shape[0], Wq.shape[0]
+    g = Wq @ x
+
+    def logmass(S):
+        a = ((Wk @ S).T @ g)[:, 0]
+        mx = float(np.max(a))
+        err = float(np.max(gamma(2 * d + s, u) * ((np.abs(Wk) @ np.abs(S)).T @ (np.abs(Wq) @ np.abs(x)))))
+        return mx + float(np.log(np.sum(np.exp(a - mx)))), err, S.shape[1]
+
+    lp, ep, n_p = logmass(P)
+    lx, ex, n_x = logmass(X)
+    e = ep + ex + gamma(max(n_p, n_x) + 3, u) * (abs(lp) + abs(lx) + 2.0)
+    diff = lx - lp
+    lam = 1.0 / (1.0 + np.exp(min(diff, 700.0)))
+    dlam = lam * (1.0 - lam) * np.expm1(e) + 3.0 * u + tiny
+    w = weighted_value_magnitude(head, x, P)[:, 0] + weighted_value_magnitude(head, x, X)[:, 0]
+    return dlam * w + np.maximum(fP, fX) + 6.0 * u * w

@@ -69,7 +69,7 @@ def _resolve_K(d, L, C, alpha, eps, K=None, delta=None) -> int:
         K = Kd
     if K is None:
         K = qz.choose_K(C, d, L, alpha, eps)
-    K = qz._check_K(K)
+    K = qz.check_K(K)
     if K < 2:
         raise ValueError(f"K = {K}: the construction needs K >= 2 grid levels")
     return K
@@ -355,7 +355,7 @@ def _rounding_floor(ff2, ctx, counts, eta):
     """
     smax = ff2.max_output_weight(ctx)
     n, K, R = counts["n"], counts["K"], counts["R"]
-    ulp = ctx.mpf(10) ** (-ctx.dps)
+    ulp = ctx.mpf(2) ** (-ctx.prec)  # the context's unit roundoff (precision.backend_unit_roundoff's mpmath rule)
     id_err = ulp * ((n + 1) * n * K / ctx.mpf(eta) + (R + 10) * (n + 2) * n)
     return smax * id_err + ulp * counts["nodes_M"] * 10 * (n + 2)
 

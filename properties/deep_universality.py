@@ -5,7 +5,11 @@ wang23.universality.contextual_map    P1-P4 of the selective-shift stack with th
 wang23.universality.table_prompt      hardmax network with P(f) equals fbar on every grid input, exactly     [D]
 wang23.universality.softmax_close     softmax(lam) network within tau of hardmax on grid inputs, lam >= lam*  [D]
 wang23.universality.end_to_end        d_p(g_soft([P_f, .]), f) <= eps (Monte Carlo + Hoeffding margin)      [R/D]
-wang23.universality.prompt_counting   delta^{-d m_p} >= (delta^{-dm})^{delta^{-dm}} <=> m_p >= m delta^{-dm}, tight  [D]
+
+The counting claims (prompt_counting, resource_counts) and the Wang-vs-Hu table are in
+properties.deep_resource_counts, the value-map lookup (value_map_lookup) in properties.deep_value_map.
+Every mutant is a patch of a construction (constructions.deep_universality, constructions.selective_shift)
+or a tightened bound, run through the claim's unchanged check.
 
 Sizes: the value map has m K^{dn} layers with n = m(1 + K^{dm}) (doubly exponential), so the networks are built
 for (d, m, K) in {(1,1,2..5), (2,1,2), (1,2,2)} (<= 15,625 layers, cached); larger sizes raise OutOfReach with
@@ -15,6 +19,7 @@ integers (ids in units of delta/2) for every K.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -23,7 +28,12 @@ from hypothesis import strategies as st
 import verify
 from constructions import deep_universality as du
 from constructions import selective_shift as ss
-from constructions.lipschitz import KINDS, LipschitzMap, alpha_norm, random_lipschitz
+from constructions.lipschitz import KINDS, LipschitzMap, alpha_norm
+from properties.memorization import lipschitz_target, target_map
+
+# originals kept in a dict: a patch rebinds every module global that is the patched object, not dict values
+_ORIG = {"t_bounds": ss.ShiftPlan.t_bounds, "wang_table": du.wang_table, "lambda_threshold": du.lambda_threshold,
+         "prompt_length": du.prompt_length, "resource_counts": du.resource_counts}
 
 SOURCE = "Wang et al. 2023, wang2023.md"
 HOEFFDING_ALPHA = 1e-3  # one-sided confidence of the Monte Carlo margin
@@ -48,7 +58,7 @@ def _numpy_only(backend):
 # 1. surrogate bound
 # --------------------------------------------------------------------------------------------
 
-surrogate_instances = st.fixed_dictionaries(
+_surrogate_base = st.fixed_dictionaries(
     {
         "seed": st.integers(0, 2**32 - 1),
         "d": st.integers(1, 2),
@@ -59,6 +69,19 @@ surrogate_instances = st.fixed_dictionaries(
         "kind": st.sampled_from(KINDS + ("adversarial",)),
     }
 )
+
+
+def _with_surrogate_data(inst):
+    """The seed's target (as arrays) and 400 uniform inputs, materialised at draw time."""
+    d, m = inst["d"], inst["m"]
+    rng = np.random.default_rng(inst["seed"])
+    out = {**inst, "X": rng.uniform(0, 1, size=(400, d, m))}
+    if inst["kind"] != "adversarial":
+        out["target"] = lipschitz_target(inst["seed"], d, m, inst["L"], inst["p"], inst["kind"])
+    return out
+
+
+surrogate_instances = _surrogate_base.map(_with_surrogate_data)
 
 
 def _adversarial(d, m, L, p, K) -> tuple[LipschitzMap, np.ndarray]:
@@ -72,22 +95,18 @@ def _adversarial(d, m, L, p, K) -> tuple[LipschitzMap, np.ndarray]:
     return f, X
 
 
-def _surrogate_measure(inst, plus_one=True, centred_constant=False):
+def _surrogate_measure(inst):
     d, m, L, p, K = inst["d"], inst["m"], inst["L"], inst["p"], inst["K"]
-    rng = np.random.default_rng(inst["seed"])
     if inst["kind"] == "adversarial":
         f, Xa = _adversarial(d, m, L, p, K)
     else:
-        f = random_lipschitz(inst["seed"], d, m, L, p, inst["kind"])
+        f = target_map(inst["target"])
         Xa = np.zeros((0, d, m))
-    X = np.concatenate([rng.uniform(0, 1, size=(400, d, m)), Xa])
+    X = np.concatenate([inst["X"], Xa])
     fbar = du.wang_surrogate(f, K)
     err = alpha_norm(f(X) - fbar(X), p, axis=(1, 2))
     worst = float(np.max(err))
-    if centred_constant:
-        bound = (L + 0.5) / K * (d * m) ** (1 / p)
-    else:
-        bound = du.sup_bound(L, d, m, p, K, plus_one=plus_one)
+    bound = du.sup_bound(L, d, m, p, K)
     return verify.Evidence(
         observed=worst,
         bound=bound,
@@ -105,49 +124,54 @@ def _surrogate_measure(inst, plus_one=True, centred_constant=False):
     precision="float64",
     ladder=("float64",),
     limits="dm <= 6, K <= 16: 400 samples per instance (+ the adversarial corner that makes the bound tight)",
+    tight=0.99,
 )
 def check_surrogate_bound(inst, backend):
     _numpy_only(backend)
     return _surrogate_measure(inst)
 
 
-@verify.mutant("wang23.universality.surrogate_bound", "bound_without_output_rounding")
-def mutant_surrogate_no_plus_one(inst, backend):
-    """The bound L delta (dm)^{1/p}: the output quantization's delta per entry dropped."""
-    _numpy_only(backend)
-    return _surrogate_measure(inst, plus_one=False)
-
-
-@verify.mutant("wang23.universality.surrogate_bound", "hu_centred_constant_for_round_down")
-def mutant_surrogate_centred(inst, backend):
-    """Hu et al.'s (L + 1/2) constant (valid for the centred output grid) applied to Wang's round-down Q."""
-    _numpy_only(backend)
-    return _surrogate_measure(inst, centred_constant=True)
+verify.patch_mutant("wang23.universality.surrogate_bound", "bound_without_output_rounding",
+                    {"constructions.deep_universality.sup_bound":
+                     lambda L, d, m, p, K, plus_one=True: L / K * (d * m) ** (1.0 / p)},
+                    description="the bound L delta (dm)^{1/p}: the output quantization's delta per entry dropped")
+verify.patch_mutant("wang23.universality.surrogate_bound", "hu_centred_constant_for_round_down",
+                    {"constructions.deep_universality.sup_bound":
+                     lambda L, d, m, p, K, plus_one=True: (L + 0.5) / K * (d * m) ** (1.0 / p)},
+                    description="Hu et al.'s (L + 1/2) constant (centred output grid) applied to Wang's round-down Q")
 
 
 # --------------------------------------------------------------------------------------------
 # 2. contextual mapping P1-P4
 # --------------------------------------------------------------------------------------------
 
+def _with_invalid_sequences(inst):
+    """k random grid sequences with random invalid entries (at least one each), materialised at draw time."""
+    d, n, K = inst["size"]
+    rng = np.random.default_rng(inst["seed"])
+    k = inst["n_invalid"]
+    rows = rng.integers(0, K ** (d * n), size=k)
+    inv = rng.random((k, d, n)) < rng.uniform(0.05, 0.6)
+    inv[np.arange(k), rng.integers(0, d, size=k), rng.integers(0, n, size=k)] = True
+    return {**inst, "rows": rows.astype(np.int64), "invalid": inv}
+
+
 context_instances = st.fixed_dictionaries(
     {"size": st.sampled_from(CONTEXT_SIZES), "seed": st.integers(0, 2**32 - 1), "n_invalid": st.integers(0, 40)}
-)
+).map(_with_invalid_sequences)
 
 
-def _contextual(inst, typo=False, scale=None):
+def _contextual(inst):
     d, n, K = inst["size"]
     plan = ss.ShiftPlan(d, n, K)
     cells = ss.enumerate_cells(d, n, K)
-    q = ss.contextual_ids(ss.ids_from_cells(cells, plan), plan, scale=scale)
-    rng = np.random.default_rng(inst["seed"])
-    k = inst["n_invalid"]
+    q = ss.contextual_ids(ss.ids_from_cells(cells, plan), plan)
     qi = None
-    if k:
-        c2 = cells[rng.integers(0, len(cells), size=k)]
-        inv = rng.random(c2.shape) < rng.uniform(0.05, 0.6)
-        inv[np.arange(k), rng.integers(0, d, size=k), rng.integers(0, n, size=k)] = True
-        qi = ss.contextual_ids(ss.ids_from_cells(c2, plan, inv), plan, scale=scale)
-    r = ss.contextual_report(plan, q, qi, typo=typo)
+    if len(inst["rows"]):
+        c2 = cells[np.asarray(inst["rows"], dtype=np.int64)]
+        qi = ss.contextual_ids(ss.ids_from_cells(c2, plan, np.asarray(inst["invalid"], dtype=bool)), plan)
+    r = ss.contextual_report(plan, q, qi)
+    n_enum = sum(1 for _ in itertools.product(range(K), repeat=d * n))  # grid sequences, enumerated
     parts = {
         "t_l/min_valid": float(r.t_l / r.min_valid) if r.min_valid > 0 else math.inf,
         "max_valid/t_r": float(r.max_valid / r.t_r),
@@ -167,6 +191,9 @@ def _contextual(inst, typo=False, scale=None):
         + f"; exhaustive over {r.n_valid} valid sequences, {r.n_invalid} random invalid ones",
         resources={"d": d, "n": n, "K": K, "sequences": r.n_valid, "attention_layers": plan.n_attention_layers,
                    "dps": len(str(int(2 * plan.unit * r.t_r)))},
+        conditions=(verify.Condition("n_sequences", r.n_valid == plan.n_sequences == n_enum,
+                                     f"{r.n_valid} valid sequences run, n_sequences = {plan.n_sequences},"
+                                     f" {n_enum} enumerated"),),
     )
 
 
@@ -180,22 +207,24 @@ def _contextual(inst, typo=False, scale=None):
     precision="mpmath",
     ladder=("mpmath",),
     limits="K^{dn} <= 6561 sequences, exhaustive in exact integers (ids in units of delta/2)",
+    tight=0.99,
 )
 def check_contextual_map(inst, backend):
     return _contextual(inst)
 
 
-@verify.mutant("wang23.universality.contextual_map", "yun_uncorrected_t_l")
-def mutant_contextual_typo(inst, backend):
-    """t_l = n delta^{-2(n+1)d}(delta^{-d} - 1), as printed in the DiT restatement of Yun's construction."""
-    return _contextual(inst, typo=True)
+def _t_bounds_typo(self, typo=False):
+    """(t_l, t_r) with the DiT restatement's t_l = n delta^{-2(n+1)d}(delta^{-d} - 1), whatever is asked."""
+    return _ORIG["t_bounds"](self, typo=True)
 
 
-@verify.mutant("wang23.universality.contextual_map", "shift_scale_delta_pow_1_minus_d")
-def mutant_contextual_scale(inst, backend):
-    """Selective shifts scaled by delta^{-(d-1)} instead of delta^{-d}: the shifted id no longer overtakes the max."""
-    d, n, K = inst["size"]
-    return _contextual(inst, scale=K ** (d - 1))
+verify.patch_mutant("wang23.universality.contextual_map", "yun_uncorrected_t_l",
+                    {"constructions.selective_shift.ShiftPlan.t_bounds": _t_bounds_typo},
+                    description="t_l = n delta^{-2(n+1)d}(delta^{-d} - 1), as printed in the DiT restatement")
+verify.patch_mutant("wang23.universality.contextual_map", "shift_scale_delta_pow_1_minus_d",
+                    {"constructions.selective_shift.ShiftPlan.shift_scale":
+                     property(lambda self: self.K ** (self.d - 1))},
+                    description="selective shifts scaled by delta^{-(d-1)}: the shifted id no longer overtakes the max")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,6 +242,19 @@ table_instances = st.fixed_dictionaries(
         "constant": st.one_of(st.none(), st.floats(0.0, 1.0)),
     }
 )
+
+
+def _with_table_data(inst):
+    """The seed's target (as arrays, unless constant) and n_random uniform inputs, materialised at draw time."""
+    d, m, _ = inst["size"]
+    rng = np.random.default_rng(inst["seed"])
+    out = {**inst, "X": rng.uniform(0, 1, size=(inst["n_random"], d, m))}
+    if inst.get("constant") is None:
+        out["target"] = lipschitz_target(inst["seed"], d, m, inst["L"], inst["p"], inst["kind"])
+    return out
+
+
+table_instances = table_instances.map(_with_table_data)
 # constant targets near 1 put every prompt digit at the top: those sequences carry the ids just above the corrected
 # t_l that Yun's uncorrected t_l cuts off (K >= 3 at d = m = 1; (1,1,2), (2,1,2), (1,2,2) are never cut)
 typo_reaching_instances = st.fixed_dictionaries(
@@ -225,24 +267,20 @@ typo_reaching_instances = st.fixed_dictionaries(
         "n_random": st.integers(0, 8),
         "constant": st.floats(0.8, 1.0),
     }
-)
+).map(_with_table_data)
 
 
-def _table(inst, typo=False, order="token"):
+def _table(inst):
     d, m, K = inst["size"]
-    net = _net(d, m, K, typo_t_l=typo)
+    net = _net(d, m, K)
     if inst.get("constant") is not None:  # f = const: in F_L for every L
         n = d * m
         f = LipschitzMap(d, m, inst["L"], inst["p"], "clipped_linear", {"A": np.zeros((n, n)),
                                                                          "b": np.full(n, inst["constant"])})
     else:
-        f = random_lipschitz(inst["seed"], d, m, inst["L"], inst["p"], inst["kind"])
-    T = du.wang_table(f, d, m, K)
-    if order == "reversed":
-        T = T[::-1]
-    P = du.table_prompt(T + 0.5 / K, d, m, K)  # cell centres (see wang_table_prompt)
-    rng = np.random.default_rng(inst["seed"])
-    X = np.concatenate([du.grid_inputs(d, m, K), rng.uniform(0, 1, size=(inst["n_random"], d, m))])
+        f = target_map(inst["target"])
+    P = du.wang_table_prompt(f, d, m, K)  # cell centres of the round-down table
+    X = np.concatenate([du.grid_inputs(d, m, K), inst["X"]])
     out = du.exact_outputs(net, P, X)
     ref = du.fbar_units(f, X, K)
     diff = np.abs((out - ref).astype(object))
@@ -272,30 +310,26 @@ def check_table_prompt(inst, backend):
     return _table(inst)
 
 
-@verify.mutant("wang23.universality.table_prompt", "cleanup_with_uncorrected_t_l", strategy=typo_reaching_instances)
-def mutant_table_typo(inst, backend):
-    """Cleanup window [t_l, t_r] with Yun's uncorrected t_l: valid columns below it are erased."""
-    return _table(inst, typo=True)
-
-
-@verify.mutant(
+verify.patch_mutant("wang23.universality.table_prompt", "cleanup_with_uncorrected_t_l",
+                    {"constructions.selective_shift.ShiftPlan.t_bounds": _t_bounds_typo},
+                    strategy=typo_reaching_instances,
+                    description="cleanup window [t_l, t_r] with Yun's uncorrected t_l: valid columns below it erased")
+verify.patch_mutant(
     "wang23.universality.table_prompt", "table_in_reversed_grid_order",
+    {"constructions.deep_universality.wang_table": lambda f, d, m, K: _ORIG["wang_table"](f, d, m, K)[::-1]},
     # a constant (or 0-Lipschitz) target has a palindromic table, which no reordering can expose
     strategy=st.fixed_dictionaries({"size": st.sampled_from(REACHABLE), "seed": st.integers(0, 2**32 - 1),
                                     "L": st.floats(0.5, 3.0), "p": st.sampled_from([1.0, 2.0]),
                                     "kind": st.sampled_from(KINDS), "n_random": st.integers(0, 64),
-                                    "constant": st.none()}),
-)
-def mutant_table_order(inst, backend):
-    """The prompt's blocks written in reversed grid order (the network reads token-major lexicographic order)."""
-    return _table(inst, order="reversed")
+                                    "constant": st.none()}).map(_with_table_data),
+    description="the prompt's blocks written in reversed grid order (the network reads token-major order)")
 
 
 # --------------------------------------------------------------------------------------------
 # 4. softmax network within tau of the hardmax network
 # --------------------------------------------------------------------------------------------
 
-softmax_instances = st.fixed_dictionaries(
+_softmax_base = st.fixed_dictionaries(
     {
         "size": st.sampled_from(DYADIC),
         "seed": st.integers(0, 2**32 - 1),
@@ -305,14 +339,23 @@ softmax_instances = st.fixed_dictionaries(
 )
 
 
-def _softmax(inst, lam_override=None):
+def _with_prompt(inst):
+    """A random grid prompt (d, m_p) of the size, materialised at draw time (the threshold is prompt-independent)."""
+    d, m, K = inst["size"]
+    rng = np.random.default_rng(inst["seed"])
+    return {**inst, "P": rng.integers(0, K, size=(d, m * K ** (d * m))) / K}
+
+
+softmax_instances = _softmax_base.map(_with_prompt)
+
+
+def _softmax(inst):
     d, m, K = inst["size"]
     net = _net(d, m, K)
-    rng = np.random.default_rng(inst["seed"])
-    P = rng.integers(0, K, size=(d, net.m_p)) / K  # any grid prompt: the threshold is prompt-independent
+    P = inst["P"]
     tau = min(10 ** inst["log10_tau"], 0.25 / K)
     lam_star = du.lambda_threshold(net.plan, tau)
-    lam = lam_star * inst["lam_factor"] if lam_override is None else lam_override(lam_star, net, tau)
+    lam = lam_star * inst["lam_factor"]
     G = du.grid_inputs(d, m, K)
     hard = du.float_outputs(net, P, G)
     soft = du.float_outputs(net, P, G, du.soft_params(lam))
@@ -343,23 +386,21 @@ def check_softmax_close(inst, backend):
     return _softmax(inst)
 
 
-@verify.mutant(
-    "wang23.universality.softmax_close",
-    "score_gap_without_query_margin",
-    strategy=softmax_instances.map(lambda i: {**i, "size": (1, 1, 4) if i["size"][0] == 2 or i["size"][1] == 2
-                                              else i["size"]}),
-)
-def mutant_softmax_gap(inst, backend):
-    """lam* computed with score gap delta/2 (the key gap alone), forgetting the query margin factor delta/4."""
-    _numpy_only(backend)
-    return _softmax(inst, lambda ls, net, tau: du.lambda_threshold(net.plan, tau, gap_factor=net.K / 2.0))
+def _threshold_scaled(div, gap=None):
+    def threshold(plan, tau, gap_factor=1.0 / 8.0, with_amplification=True):
+        g = plan.K / 2.0 if gap else gap_factor
+        return _ORIG["lambda_threshold"](plan, tau, g, with_amplification) / div
+    return threshold
 
 
-@verify.mutant("wang23.universality.softmax_close", "lambda_far_below_threshold")
-def mutant_softmax_low(inst, backend):
-    """lam = lam*/32."""
-    _numpy_only(backend)
-    return _softmax(inst, lambda ls, net, tau: ls / 32)
+verify.patch_mutant("wang23.universality.softmax_close", "score_gap_without_query_margin",
+                    {"constructions.deep_universality.lambda_threshold": _threshold_scaled(1.0, gap=True)},
+                    strategy=_softmax_base.map(lambda i: {**i, "size": (1, 1, 4) if i["size"][0] == 2
+                                                          or i["size"][1] == 2 else i["size"]}).map(_with_prompt),
+                    description="lam* with score gap delta/2 (the key gap alone), the query margin delta/4 forgotten")
+verify.patch_mutant("wang23.universality.softmax_close", "lambda_far_below_threshold",
+                    {"constructions.deep_universality.lambda_threshold": _threshold_scaled(32.0)},
+                    description="lam = lam*/32")
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,7 +421,18 @@ e2e_instances = st.fixed_dictionaries(
 N_MC = 1000
 
 
-def _end_to_end(inst, lam_div=1.0, typo=False):
+def _with_e2e_data(inst):
+    """The seed's target (as arrays) and the N_MC Monte Carlo inputs, materialised at draw time."""
+    d, m, _ = inst["size"]
+    rng = np.random.default_rng(inst["seed"])
+    return {**inst, "target": lipschitz_target(inst["seed"], d, m, inst["L"], inst["p"], inst["kind"]),
+            "X": rng.uniform(0, 1, size=(N_MC, d, m))}
+
+
+e2e_instances = e2e_instances.map(_with_e2e_data)
+
+
+def _end_to_end(inst):
     d, m, K_target = inst["size"]
     L, p = inst["L"], inst["p"]
     # the eps whose delta choice gives K_target (times a slack >= 1 that may lower K)
@@ -388,14 +440,13 @@ def _end_to_end(inst, lam_div=1.0, typo=False):
     K = du.choose_K(L, d, m, p, eps)
     if K & (K - 1):
         K = 1 << (K - 1).bit_length()  # next dyadic K: a finer grid only lowers the surrogate error
-    net = _net(d, m, K, typo_t_l=typo)
-    f = random_lipschitz(inst["seed"], d, m, L, p, inst["kind"])
+    net = _net(d, m, K)
+    f = target_map(inst["target"])
     P = du.wang_table_prompt(f, d, m, K)
     tau = min(0.25 / K, eps / (4 * m ** (1 / p)))
-    lam = du.lambda_threshold(net.plan, tau) / lam_div
+    lam = du.lambda_threshold(net.plan, tau)
     eta_q = du.ramp_width_for(net, eps, p)
-    rng = np.random.default_rng(inst["seed"])
-    X = rng.uniform(0, 1, size=(N_MC, d, m))
+    X = inst["X"]
     g = du.float_outputs(net, P, X, du.soft_params(lam, eta_q))
     h = alpha_norm(g - f(X), p, axis=(1, 2)) ** p
     # samples on the quantizer ramps (x in (k delta - eta_q, k delta)) are charged to the ramp term, not sampled
@@ -433,111 +484,9 @@ def check_end_to_end(inst, backend):
     return _end_to_end(inst)
 
 
-@verify.mutant("wang23.universality.end_to_end", "lambda_far_below_threshold")
-def mutant_e2e_low(inst, backend):
-    """Softmax inverse temperature lam*/64."""
-    _numpy_only(backend)
-    return _end_to_end(inst, lam_div=64.0)
-
-
-# --------------------------------------------------------------------------------------------
-# 6. counting bound on m_p, its tightness, and the table bijection
-# --------------------------------------------------------------------------------------------
-
-counting_instances = st.fixed_dictionaries(
-    {"d": st.integers(1, 3), "m": st.integers(1, 3), "K": st.integers(2, 6)}
-)
-
-
-def _counting(inst, m_p_fn=None):
-    d, m, K = inst["d"], inst["m"], inst["K"]
-    m_p = du.prompt_length(d, m, K) if m_p_fn is None else m_p_fn(d, m, K)
-    logC, logP = du.counting_check(d, m, K, m_p)
-    short = du.counting_check(d, m, K, m_p - 1)[1] if m_p > 1 else 0.0
-    tight = f"; one token fewer gives ratio {logC / short:.6g}" if short > 0 else ""
-    return verify.Evidence(
-        observed=logC,
-        bound=logP,
-        notes=f"log C = dm K^(dm) log K = {logC:.6g}; log #prompts(m_p = {m_p}) = d m_p log K = {logP:.6g}{tight}",
-        resources={"m_p": m_p, "counting_bound": du.counting_bound_mp(d, m, K), "K": K},
-    )
-
-
-@verify.claim(
-    "wang23.universality.prompt_counting",
-    source=f"{SOURCE} §2.1 'Prompt length by counting' [D, C]",
-    statement="log C = dm delta^{-dm} log(1/delta) <= d m_p log(1/delta) iff m_p >= m delta^{-dm}; the table"
-    " encoding (m_p = m delta^{-dm}) attains equality",
-    strategy=counting_instances,
-    provenance="derived",
-    precision="float64",
-    ladder=("float64",),
-    limits="dm <= 9, K <= 6: logs in float64 (exactly equal at the table length)",
-)
-def check_prompt_counting(inst, backend):
-    return _counting(inst)
-
-
-@verify.mutant("wang23.universality.prompt_counting", "one_token_short")
-def mutant_counting_short(inst, backend):
-    """m_p = m delta^{-dm} - 1."""
-    return _counting(inst, lambda d, m, K: du.prompt_length(d, m, K) - 1)
-
-
-# --------------------------------------------------------------------------------------------
-# comparison table
-# --------------------------------------------------------------------------------------------
-
-HU_VARIANTS = ("multi_ffn", "two_ffn")
-TABLE_ROWS = ((1, 1, 1.0, 1.0, 1.0), (1, 1, 1.0, 1.0, 0.5), (1, 2, 1.0, 1.0, 1.0), (2, 1, 1.0, 1.0, 1.0),
-              (2, 2, 1.0, 1.0, 0.5), (4, 4, 1.0, 2.0, 0.1))
-
-
-def _fmt(v):
-    """Ints above 10^18 as '~10^x' (Hu's counts come back exact), tuples element-wise."""
-    if isinstance(v, tuple):
-        return "(" + ", ".join(str(_fmt(x)) for x in v) + ")"
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int) and abs(v) >= 10**18:
-        return f"~10^{len(str(abs(v))) - 1 + math.log10(int(str(abs(v))[:15]) / 10**14):.4g}"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return v
-
-
-def _hu_counts(d, L, C, alpha, eps):
-    """Hu et al.'s counts from constructions.universality.resource_counts (None while that module is missing)."""
-    try:
-        from constructions import universality as hu
-    except ImportError:
-        return None
-    return [(v, hu.resource_counts(d, L, C, alpha, eps, v)) for v in HU_VARIANTS]
-
-
-@verify.table("wang23_vs_hu24", title="Resources: Wang et al. 2023 (deep) vs Hu et al. 2024 (one attention layer)",
-              in_report=True)
-def comparison_table(max_seconds: float = 60.0):
-    headers = ["d", "L (=m)", "C (=Lip)", "alpha (=p)", "eps", "construction", "K=1/delta", "attention layers",
-               "heads", "FFN layers", "FFN width", "prompt length", "digits"]
-    rows = []
-    for d, L, C, a, eps in TABLE_ROWS:
-        w = du.resource_counts_eps(d, L, C, a, eps)
-        rows.append([d, L, C, a, eps, "Wang23 (Yun-style, hardmax T^{2,1,1})", w["K"], w["attention_layers"],
-                     "2 x size 1", w["ffn_layers"], w["ffn_width"], w["L_p"], w["digits"]])
-        hu = _hu_counts(d, L, C, a, eps)
-        if hu is None:
-            rows.append([d, L, C, a, eps, "Hu24: constructions.universality not available"] + [""] * 7)
-            continue
-        for variant, r in hu:
-            rows.append([d, L, C, a, eps, f"Hu24 ({variant})", r.get("K"), r.get("attention_layers"), r.get("heads"),
-                         r.get("ffn_layers"), r.get("ffn_widths"), r.get("L_p"), r.get("dps")])
-    notes = ("Wang: K from delta = 1/ceil(2(L+1)(dm)^{1/p}/eps) (round-down surrogate); n = m(1+K^{dm});"
-             " attention n K^d + 1; FFN d n K + d (quantization) + 1 + d (cleanup) + m K^{dn} (value map);"
-             " digits = decimal digits of the largest contextual id t_r in units of delta/2 (exact evaluation)."
-             " Hu: constructions.universality.resource_counts (K from (C+1/2), centred surrogate); dps = mpmath digits."
-             " Counts above 10^18 printed as 10^x.")
-    return headers, [[_fmt(v) for v in r] for r in rows], notes
+verify.patch_mutant("wang23.universality.end_to_end", "lambda_far_below_threshold",
+                    {"constructions.deep_universality.lambda_threshold": _threshold_scaled(64.0)},
+                    description="softmax inverse temperature lam*/64")
 
 
 LAMBDA_FRACTIONS = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)

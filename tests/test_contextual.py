@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from constructions import contextual as cm
-from properties.contextual import float64_collisions
+from properties.contextual_rank import float64_collisions
 
 V1 = np.array([[-2.0, 1.0, 2.0, 3.0]])
 

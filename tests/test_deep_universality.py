@@ -155,10 +155,48 @@ def test_network_does_not_depend_on_f():
 
 
 def test_comparison_table_has_both_constructions():
-    import properties.deep_universality  # noqa: F401  (registers the table)
+    import properties.deep_resource_counts  # noqa: F401  (registers the table)
     import verify
 
     headers, rows, notes = verify.TABLES["wang23_vs_hu24"].fn()
     names = {r[5] for r in rows}
     assert any(s.startswith("Wang23") for s in names) and any(s.startswith("Hu24") for s in names)
     assert all(len(r) == len(headers) for r in rows)
+
+
+def _reaches(strategy, condition, n=400):
+    from hypothesis import HealthCheck, find, settings
+
+    return find(strategy, condition, settings=settings(max_examples=n, database=None,
+                                                       suppress_health_check=list(HealthCheck)))
+
+
+def test_value_map_lookup_needs_the_lower_neighbour():
+    """A column just above a node (soft zeta_5, s > 0) sits above it in the sorted ids: searchsorted points at the
+    next node, so only the node below carries the update."""
+    net = du.build_network(1, 1, 4)
+    U = net.plan.unit
+    nodes = net.node_ids.astype(np.float64) / U
+    out = np.zeros((3, 1, 1))
+    out[:, 0, 0] = nodes[[0, 5, 9]] + 0.2 / 4
+    want = out[:, :, 0] + net.node_delta[[0, 5, 9]].astype(np.float64) / U
+    du.apply_value_map(net, out, soft=True)
+    np.testing.assert_array_equal(out[:, :, 0], want)
+    assert du._value_map_events is du.apply_value_map
+
+
+def test_strategies_reach_their_tight_regimes():
+    import verify
+    from properties.deep_universality import check_surrogate_bound, surrogate_instances
+    from properties.deep_value_map import value_map_instances
+
+    b = verify.Backend()
+    _reaches(surrogate_instances, lambda i: i["kind"] == "adversarial" and check_surrogate_bound(i, b).ratio > 0.999)
+    _reaches(value_map_instances(), lambda i: i["soft"] and max(i["s"]) > 0.2 and tuple(i["size"]) == (1, 2, 2))
+
+
+def test_n_sequences_is_the_enumerated_count():
+    for d, n, K in ((1, 2, 3), (2, 2, 2), (1, 4, 2)):
+        plan = ss.ShiftPlan(d, n, K)
+        assert plan.n_sequences == len(ss.enumerate_cells(d, n, K)) == len(set(map(tuple, ss.enumerate_cells(
+            d, n, K).reshape(-1, d * n).tolist())))

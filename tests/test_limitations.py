@@ -1,25 +1,23 @@
-"""Limitations of prompt tuning (constructions/limitations.py, verify/experiments.py): hypotheses, smoke run."""
+"""Limitations of prompt tuning (constructions/{witness,single_memorizer,rank_obstruction,causal_stack,...}.py and the
+wang23 study): hypotheses, constructions, the adversary, the study's smoke run."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from constructions.limitations import (
-    causal_certificate,
+from constructions.causal_stack import causal_certificate, random_causal_stack
+from constructions.rank_obstruction import (
     certificate_A,
     certificate_B,
     lora_rank1,
-    mlp_inverse,
-    random_causal_stack,
     rank_obstruction_dataset,
-    single_example_memorizer,
-    two_head_counterexample,
     with_w2_update,
-    witness_dataset,
-    witness_errors,
 )
+from constructions.residual_mlp import mlp_inverse
+from constructions.single_memorizer import single_example_memorizer
 from constructions.transformer import MLP, Head, Layer, prompt_tuned, random_contractive_mlp, random_head
+from constructions.witness import two_head_counterexample, witness_dataset, witness_errors
 
 
 def _layer(d=4, s=4, kappa=0.5, heads=1, seed=0):
@@ -118,7 +116,7 @@ def test_two_head_counterexample_beats_the_certificate():
 
 def test_lora_rank1_memorizes_with_d_plus_r_parameters():
     rng = np.random.default_rng(2)
-    from constructions.limitations import affine_mlp
+    from constructions.residual_mlp import affine_mlp
 
     d, r, n = 6, 12, 4
     layer = Layer((random_head(rng, d, d),), affine_mlp(rng, d, r, 0.5, radius=20.0))
@@ -142,7 +140,7 @@ def test_head_type_is_shared():
 def test_experiment_smoke(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("tabulate")
-    from verify.experiments import wang23_main
+    from properties.limitations.experiment import main as wang23_main
 
     argv = ["--steps", "20", "--lengths", "1,2", "--seeds", "1", "--no-figures"]
     assert wang23_main(argv + ["--out", str(tmp_path / "a")]) == 0
@@ -165,15 +163,16 @@ def test_experiment_smoke(tmp_path):
 @pytest.mark.backends
 def test_experiment_rejects_bad_lengths(tmp_path, capsys):
     pytest.importorskip("torch")
-    from verify.experiments import main
+    from properties.limitations.experiment import main
+    from verify import STUDIES
 
-    assert main(["wang23", "--lengths", "0", "--out", str(tmp_path)]) == 2
-    assert main(["nope"]) == 2
+    assert STUDIES["wang23"].main is main
+    assert main(["--lengths", "0", "--out", str(tmp_path)]) == 2
 
 
 def test_rounding_bound_covers_float32_evaluation():
     """last_output_rounding (u = 2^-24, weights and data rounded) bounds the float32 layer's deviation."""
-    from constructions.limitations import last_output_rounding
+    from constructions.single_layer import last_output_rounding
 
     rng = np.random.default_rng(5)
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
@@ -189,7 +188,7 @@ def test_rounding_bound_covers_float32_evaluation():
 
 
 def test_witness_certificate_at_30_digits_matches_float():
-    from constructions.limitations import witness_certificate_lower
+    from constructions.witness import witness_certificate_lower
 
     rng, layer = _layer(d=5, s=5, kappa=0.6, seed=7)
     ds = witness_dataset(layer, 0.8, rng)
@@ -199,12 +198,12 @@ def test_witness_certificate_at_30_digits_matches_float():
 
 
 def test_prompt_objective_gradient_matches_finite_differences():
-    from properties.limitations import _prompt_objective
+    from constructions.prompt_adversary import prompt_objective
 
     rng, layer = _layer(d=4, s=4, seed=11)
     ds = witness_dataset(layer, 1.0, rng)
     for power in (1, 4):
-        f = _prompt_objective(layer, ((ds.X1, ds.Y1[:, -1]), (ds.X2, ds.Y2[:, -1])), power=power)
+        f = prompt_objective(layer, ((ds.X1, ds.Y1[:, -1]), (ds.X2, ds.Y2[:, -1])), power=power)
         x = rng.normal(size=4 * 3)
         _, g = f(x)
         h = 1e-6
@@ -212,112 +211,53 @@ def test_prompt_objective_gradient_matches_finite_differences():
         np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7)
 
 
-# ---------------------------------------------------------------------------------------------
-# the mpmath rung of the tightest float64 claims: same instance, same prompts/points, 50 digits
+def test_adversary_fits_the_inward_dataset():
+    """The prompt adversary is a claim too: on targets between c1 and c2 (memorizable by two tokens) BFGS from a
+    random start gets far below the witness certificate; returning the start unchanged does not."""
+    from constructions.prompt_adversary import best_prompt, prompt_objective
+    from constructions.residual_mlp import mlp_apply
 
-_WITNESS_TIGHT = [
-    dict(seed=s, d=d, full_head=fh, kappa=k, alpha=a, tight=True, spread=1.0, weight_scale=1.0, m_p=mp,
-         prompt_log10_scale=0.0, adversary=adv)
-    for s, d, fh, k, a, mp, adv in [(0, 2, True, 0.5, 1.0, 1, False), (1, 4, False, 0.9, 0.3, 8, True),
-                                    (2, 6, True, 0.1, 4.0, 3, True)]
-]
-_BILIP = [
-    dict(seed=s, d=d, r_extra=r, kappa=k, kind=kind, log10_scale=sc)
-    for s, d, r, k, kind, sc in [(0, 3, 2, 0.5, "contract", 0.0), (1, 5, 0, 0.9, "expand", -1.0),
-                                 (2, 2, 4, 0.3, "random", 1.0), (3, 8, 3, 0.0, "contract", 0.5)]
-]
-_MASS = [
-    dict(seed=s, d=d, m_p=mp, weight_scale=w, prompt_log10_scale=sc)
-    for s, d, mp, w, sc in [(0, 1, 1, 1.0, 0.0), (1, 3, 5, 2.0, -3.0), (2, 6, 64, 0.5, 1.0), (3, 4, 17, 3.0, 1.5)]
-]
+    rng, layer = _layer(d=4, s=4, kappa=0.5, seed=3)
+    ds = witness_dataset(layer, 1.0, rng)
+    a = 0.4
+    t1, t2 = ds.c1 - a * (ds.c1 - ds.c2), ds.c2 - a * (ds.c2 - ds.c1)
+    ex = ((ds.X1, mlp_apply(layer.mlp, ds.x0 + t1)), (ds.X2, mlp_apply(layer.mlp, ds.x0 + t2)))
+    P0 = rng.normal(size=(4, 2))
+    (P,) = best_prompt(layer, ex, [P0], maxiter=200)
+    f = prompt_objective(layer, ex, power=4)
+    assert f(P.ravel())[0] < 0.05 * f(P0.ravel())[0]
+    assert f(P.ravel())[0] ** 0.5 < 0.5 * ds.certificate
 
 
-def _rung_cases():
-    from properties import limitations as lim
+def test_strategies_reach_their_tight_regimes():
+    """Meta-tests: the strategies draw the regimes where the bounds are (nearly) attained."""
+    from hypothesis import find, settings
 
-    return [(lim.check_witness_bound, _WITNESS_TIGHT), (lim.check_bilip, _BILIP), (lim.check_mass_bound, _MASS)]
+    from properties.limitations import invertibility, memorizer, rank, witness
+
+    quick = settings(max_examples=2000, database=None)
+    assert find(witness.witness_instances, lambda i: i["tight"] and i["kappa"] > 0.9, settings=quick)
+    assert find(memorizer.memo_instances, lambda i: i["kappa"] > 0.9, settings=quick)
+    assert find(invertibility.mlp_instances, lambda i: i["kind"] != "random" and i["kappa"] > 0.95, settings=quick)
+    assert find(memorizer.mass_instances, lambda i: i["prompt_log10_scale"] < -2.5 and i["m_p"] > 32,
+                settings=quick)
+    assert find(rank.rank_instances, lambda i: i["case"] == "B" and len(i["Xs"]) == i["d"] - 1 and i["d"] >= 5,
+                settings=quick)
+    assert find(invertibility.causal_instances, lambda i: i["L"] == 3 and i["att_log10"] > -1.2, settings=quick)
 
 
-@pytest.mark.parametrize("which", [0, 1, 2], ids=["witness_bound", "mlp_bilipschitz", "prompt_mass_bound"])
-def test_mpmath_rung_recomputes_the_same_instance(which):
-    """Float64 and mpmath[50] evaluate the same instance (same prompts / points); at 50 digits the claim holds."""
+def test_instances_hold_their_arrays():
+    """A drawn instance carries its arrays; the checks rebuild from them, not from the seed."""
+    from hypothesis import find, settings
+
+    from properties.limitations import memorizer
+    from properties.limitations._common import stored_witness
     from verify import Backend
 
-    check, instances = _rung_cases()[which]
-    assert "mpmath" in check.claim.ladder
-    b64, bmp = Backend(), Backend("mpmath", dps=50)
-    for inst in instances:
-        e64, emp = check(inst, b64), check(inst, bmp)
-        assert emp.precision == "mpmath" and emp.resources["dps"] == 50
-        assert emp.ratio <= 1.0, (inst, emp)
-        if which == 2 and inst["m_p"] == 1:
-            # the entropy gap is 0 in exact arithmetic: both rungs sit at their own rounding level
-            assert abs(e64.observed) <= e64.bound and abs(emp.observed) <= emp.bound < 1e-45
-            continue
-        if which == 0:  # observed: the certificate, the same at 30 and 50 digits; bound: best error (+ floor)
-            assert abs(e64.observed - emp.observed) <= 4e-16 * emp.observed, inst
-            assert e64.bound >= emp.bound * (1 - 1e-12), inst
-            continue
-        assert abs(e64.ratio - emp.ratio) <= 1e-11 * emp.ratio, (inst, e64.ratio, emp.ratio)
-        if which == 1:  # observed: the worst pair ratio
-            assert abs(e64.observed - emp.observed) <= 1e-12 * emp.observed, inst
-        elif which == 2:  # observed: the entropy gap
-            assert abs(e64.observed - emp.observed) <= 1e-12 * emp.observed, inst
-
-
-def test_witness_mpmath_errors_match_float64_per_prompt():
-    """The mpmath rung evaluates exactly the prompts the float64 rung tried (BFGS ones included): each float64
-    error agrees with its 50-digit value to 1e-12 of the output's size, and within the float64 rounding bound."""
-    import mpmath
-
-    from constructions.limitations import last_output_rounding, mp_witness_errors
-    from properties.limitations import _witness_layer, _witness_prompts
-
-    ctx = mpmath.MPContext()
-    ctx.dps = 50
-    for inst in _WITNESS_TIGHT:
-        rng, layer = _witness_layer(inst)
-        ds = witness_dataset(layer, inst["alpha"], rng, spread=inst["spread"])
-        prompts = _witness_prompts(inst, layer, ds, rng)
-        assert len(prompts) >= 9
-        for P in prompts:
-            e64, emp = witness_errors(layer, ds, P), mp_witness_errors(ctx, layer, ds, P)
-            for a, b, (X, Y) in zip(e64, emp, ((ds.X1, ds.Y1), (ds.X2, ds.Y2)), strict=True):
-                u = 2.0**-53
-                floor = last_output_rounding(layer, P, X, u) + (inst["d"] + 2) * u * float(b)
-                assert abs(a - float(b)) <= min(floor, 1e-12 * (float(b) + np.abs(Y).max())), (inst, a, b, floor)
-            assert max(emp) >= ds.certificate * (1 - 1e-12)
-
-
-@pytest.mark.parametrize("which", [0, 1, 2], ids=["witness_bound", "mlp_bilipschitz", "prompt_mass_bound"])
-def test_ladder_rescues_a_suspect_float64_failure_at_mpmath(which):
-    """A float64 verdict of ratio 1 + 1e-9 on a real instance is re-checked at mpmath[50] and cleared there;
-    a mutant's real violation is re-checked too and confirmed at mpmath."""
-    from verify import Backend, Evidence
-    from verify.runner import decide
-
-    check, instances = _rung_cases()[which]
-    claim = check.claim
-    inst = instances[[1, 0, 1][which]]  # instances where the claim's mutant is violated
-    ev = check(inst, Backend())
-    suspect = Evidence(ev.bound * (1.0 + 1e-9), ev.bound, "fabricated suspect failure", dict(ev.resources))
-    d = decide(claim, check, inst, Backend(), suspect)
-    assert d.rescued and d.evidence.precision == "mpmath" and d.evidence.ratio <= 1.0
-    assert [lab for lab, _ in d.trail] == ["numpy/float64/cpu", "mpmath[50]"] and d.trail[0][1] > 1.0
-    mutant = claim.mutants[0]
-    mev = mutant.check(inst, Backend())
-    assert mev.ratio > 1.0, "this instance must break the mutant"
-    dm = decide(claim, mutant.check, inst, Backend(), mev)
-    assert not dm.rescued and dm.evidence.precision == "mpmath" and dm.evidence.ratio > 1.0
-
-
-def test_mlp_inverse_slow_contraction_regression():
-    """Found by the thorough profile: at kappa = 0.99 the old stop-on-stagnation rule left an error 1.44x the floor
-    (4.4e-12): a true decrease of (1 - kappa) per step is drowned by rounding long before convergence."""
-    from properties.limitations import check_mlp_inverse, mutant_mlp_inverse_short
-    from verify import Backend
-
-    inst = {"seed": 0, "d": 1, "r_extra": 0, "kappa": 0.99, "kind": "random", "log10_scale": 0.0}
-    ev = check_mlp_inverse(inst, Backend())
-    assert ev.ratio <= 1.0 and ev.observed < 1e-12
-    assert mutant_mlp_inverse_short(inst, Backend()).ratio > 1.0
+    inst = find(memorizer.memo_instances, lambda i: True, settings=settings(database=None))
+    assert isinstance(inst["Wq"], np.ndarray) and inst["x0"].shape == (inst["d"],)
+    a = memorizer.check_single_example(inst, Backend())
+    b = memorizer.check_single_example({**inst, "seed": inst["seed"] + 1}, Backend())  # the seed is not read
+    assert a.observed == b.observed and a.bound == b.bound
+    _, ds = stored_witness(inst)
+    assert np.array_equal(ds.x0, inst["x0"])

@@ -116,3 +116,30 @@ def test_prompt_matches_memorization_table_prompt():
     tau = un.build_prompt_tuned_transformer(1, 2, 1.0, 1.0, 4.5, K=2)
     f = lp.random_lipschitz(1, 1, 2, 1.0, 1.0, "bump_sum")
     assert np.array_equal(tau.prompt_for(f), table_prompt(f, 1, 2, 2))
+
+
+def _reaches(strategy, condition, n=300):
+    from hypothesis import HealthCheck, find, settings
+
+    return find(strategy, condition, settings=settings(max_examples=n, database=None,
+                                                       suppress_health_check=list(HealthCheck)))
+
+
+def test_strategies_reach_the_largest_sizes_and_both_variants():
+    from properties.universality import arch_instances, table_instances, target_instances
+
+    for s in (table_instances(), target_instances(), arch_instances):
+        _reaches(s, lambda i: tuple(i["size"]) == (1, 2, 2) and i["variant"] == "multi_ffn")
+        _reaches(s, lambda i: tuple(i["size"]) == (1, 1, 4) and i["variant"] == "two_ffn")
+    # constant targets (C = 0) at the centred output grid: where the (C + 1/2) bound's 1/2 is attained
+    _reaches(target_instances(), lambda i: i["C"] == 0.0 and i["alpha"] == 1.0)
+
+
+def test_multi_ffn_guard_stores_target_ids():
+    tau = un.build_prompt_tuned_transformer(1, 1, 1.0, 1.0, 1.5, "multi_ffn", K=3)
+    B, ctx = tau.ff2, tau.ctx
+    assert len(B.target_ids) == B.M
+    lo, hi = B.guard_band()
+    for z, w, t in zip(B.nodes, B.shifts, B.target_ids, strict=True):
+        assert abs(z + ctx.mpf(B.u[0]) * w[0] - t) <= ctx.mpf(10) ** (-ctx.dps + 5) * abs(z)
+        assert t < lo or t > hi

@@ -1,6 +1,6 @@
 """Reproduction of Wang et al. 2023 §7 (wang2023.md §4, protocol 1, synthetic): prompt tuning vs LoRA vs fine-tuning.
 
-`prompt-limits experiment wang23 [args]` or `python -m verify.experiments wang23 [args]`.
+`prompt-limits study wang23 [args]`; in Python ``properties.limitations.experiment.main(argv)``.
 
 On one frozen single-head layer (torch float64, CPU) two constructed datasets are fitted by gradient descent (Adam):
 * the witness dataset of Theorem 2 (2 examples sharing their last token): no prompt of any length can bring the
@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+import verify
+
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="prompt-limits experiment wang23", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="prompt-limits study wang23", description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=3, help="optimisation seeds per configuration (default 3)")
     p.add_argument("--steps", type=int, default=1500, help="Adam steps per run (default 1500)")
     p.add_argument("--lengths", default="1,2,4,8,16,32", help="prompt lengths, comma separated")
@@ -47,13 +49,10 @@ def _parse(argv):
 
 def _build(args):
     """The frozen layer (single head, all-active contractive MLP: LoRA can fit both datasets) and the datasets."""
-    from constructions.limitations import (
-        affine_mlp,
-        certificate_B,
-        rank_obstruction_dataset,
-        witness_dataset,
-    )
+    from constructions.rank_obstruction import certificate_B, rank_obstruction_dataset
+    from constructions.residual_mlp import affine_mlp
     from constructions.transformer import MLP, Layer, random_head, spectral_norm
+    from constructions.witness import witness_dataset
 
     rng = np.random.default_rng(args.data_seed)
     d, r = args.d, args.r
@@ -84,7 +83,10 @@ def _build(args):
 
 
 class _Model:
-    """Last-column output of tau([P, X_i]) for a batch of examples, every weight optionally trainable."""
+    """Last-column output of tau([P, X_i]) for a batch of examples, every weight optionally trainable.
+
+    The forward pass is constructions.transformer's (array-API generic, so torch autograd flows through it).
+    """
 
     def __init__(self, torch, layer, trainable: str, mp: int, rank: int, gen):
         t = lambda a: torch.tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
@@ -114,18 +116,19 @@ class _Model:
             self.params = list(self.W.values())
         self.n_params = sum(int(p.numel()) for p in self.params)
 
-    def __call__(self, X):
-        torch, W = self.torch, self.W
-        n = X.shape[0]
-        S = X if self.P is None else torch.cat([self.P.unsqueeze(0).expand(n, -1, -1), X], dim=2)
-        q = X[:, :, -1]
-        g = (W["Wk"].T @ (W["Wq"] @ q.T)).T  # (n, d): key z scores z^T g
-        w = torch.softmax(torch.einsum("ndk,nd->nk", S, g), dim=1)
-        o = (W["Wo"] @ W["Wv"] @ torch.einsum("ndk,nk->nd", S, w).T).T
-        z = q + o
-        hid = torch.relu(z @ W["W1"].T + W["b1"])
+    def layer(self):
+        from constructions.transformer import MLP, Head, Layer
+
+        W = self.W
         W2 = W["W2"] if self.u is None else W["W2"] + self.u @ self.v
-        return z + hid @ W2.T + W["b2"]
+        return Layer((Head(W["Wq"], W["Wk"], W["Wv"], W["Wo"]),), MLP(W["W1"], W["b1"], W2, W["b2"]))
+
+    def __call__(self, X):
+        from constructions.transformer import prompt_tuned
+
+        layer = self.layer()
+        P = self.P if self.P is not None else X.new_zeros((X.shape[1], 0))
+        return self.torch.stack([prompt_tuned(layer, P, X[i])[:, -1] for i in range(X.shape[0])])
 
 
 def _run(torch, layer, ds, method, mp, seed, args, head):
@@ -151,7 +154,7 @@ def _run(torch, layer, ds, method, mp, seed, args, head):
     if "floor" in ds:
         floor = ds["floor"] if method == "prompt" else None
     elif method == "prompt" and mp < X.shape[0]:
-        from constructions.limitations import prompt_lambdas, rank_lower_bound
+        from constructions.rank_obstruction import prompt_lambdas, rank_lower_bound
 
         lam = prompt_lambdas(head, list(ds["X"]), model.P.detach().numpy())
         floor = rank_lower_bound(args.kappa_eff, ds["cert"], lam, "B") ** 2
@@ -245,7 +248,8 @@ def _measured(res, datasets, args) -> str:
     return "; ".join(parts) + " (smallest final losses)."
 
 
-def wang23_main(argv: list[str]) -> int:
+@verify.study("wang23", title="Wang et al. 2023 §7 (synthetic): prompt tuning vs rank-1 LoRA vs fine-tuning")
+def main(argv: list[str]) -> int:
     args = _parse(argv)
     try:
         import torch
@@ -265,7 +269,7 @@ def wang23_main(argv: list[str]) -> int:
     torch.manual_seed(0)
     t0 = time.time()
     layer, datasets, rank = _build(args)
-    from constructions.limitations import mlp_kappa
+    from constructions.residual_mlp import mlp_kappa
 
     args.kappa_eff = mlp_kappa(layer.mlp)
     configs = [(name, "prompt", mp) for name in datasets for mp in lengths]
@@ -377,16 +381,3 @@ def wang23_main(argv: list[str]) -> int:
         print(f"THEOREM FLOOR VIOLATED in {len(violated)} configuration(s)", file=sys.stderr)
         return 1
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    experiments = {"wang23": wang23_main}
-    if not argv or argv[0] not in experiments:
-        print(f"usage: python -m verify.experiments {{{','.join(experiments)}}} [args]", file=sys.stderr)
-        return 2
-    return experiments[argv[0]](argv[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
