@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from tests.conftest import REGISTRY
 
+BUILTIN = [c for c in REGISTRY.all() if c.module.startswith("properties.")]
+
 
 def test_every_claim_has_a_mutant():
-    missing = [c.id for c in REGISTRY.all() if not c.mutants]
+    missing = [c.id for c in BUILTIN if not c.mutants]
     assert not missing, f"claims without a mutant: {missing}"
 
 
@@ -16,3 +18,16 @@ def test_every_claim_is_described():
         assert c.statement and c.source, c.id
         assert c.provenance in ("exact", "reconstructed", "derived"), c.id
         assert c.expect == "holds" or c.expect_reason, f"{c.id}: an expected counterexample needs its reason"
+
+
+def test_the_strongest_mutant_breaks_a_construction():
+    """Every built-in claim has a patch (a broken construction) or tightened-bound mutant. Only claims that document
+    a limitation rather than a theorem may rest on a flag alone: their subject is the check's own verdict."""
+    documenting = {c.id for c in BUILTIN if c.expect != "holds"}
+    flag_only = {c.id for c in BUILTIN if c.mutants and all(m.kind == "flag" for m in c.mutants)}
+    assert flag_only <= documenting, f"claims whose only mutants are flags: {sorted(flag_only - documenting)}"
+    for c in BUILTIN:
+        for m in c.mutants:
+            if m.kind == "flag":
+                doc = (m.check.__doc__ or "").lower()
+                assert "flag" in doc, f"{c.id}/{m.name}: a flag mutant says why in its docstring"

@@ -109,7 +109,7 @@ def _finite(r: float) -> float:
 
 
 CALIBRATION_EXAMPLES = 5
-MAX_ROUNDS = 4
+TARGET_SHARE = 0.5
 
 
 def _round_seed(seed: int, k: int) -> int:
@@ -158,10 +158,11 @@ def hunt(
     deadline, wall_deadline = c0 + max_seconds, t0 + 3.0 * max_seconds
 
     entries: list[float] = []  # CPU time at each example's start, for the cost estimate
+    round_end = [deadline]  # CPU deadline of the current round (the hunt's deadline for the last one)
 
     def body(instance):
         entries.append(time.process_time())
-        if time.process_time() > deadline or time.monotonic() > wall_deadline:
+        if time.process_time() > round_end[0] or time.monotonic() > wall_deadline:
             res.budget_hit = True
             if res.found:
                 return  # over budget while shrinking: keep the smallest failure seen so far
@@ -200,8 +201,9 @@ def hunt(
                 res.failure, res.failure_instance, res.failure_trail = d.evidence, copy.deepcopy(instance), d.trail
             raise _Violation(f"ratio {d.evidence.ratio:.6g} > 1")
 
-    def run(n: int, phases, round_seed) -> bool:
-        """One Hypothesis search of at most n examples; False when the hunt is over (found, budget, error)."""
+    def run(n: int, phases, round_seed) -> str:
+        """One Hypothesis search of at most n examples: 'over' (found, error, hunt budget spent), 'round' (this
+        round's budget spent) or 'done' (n examples drawn)."""
         test = given(strategy)(body)
         if round_seed is not None:
             test = hyp_seed(round_seed)(test)  # before settings: @seed on its own turns the database off
@@ -210,40 +212,44 @@ def hunt(
         try:
             test()
         except _Budget:
-            return False
+            return "over" if round_end[0] >= deadline or time.monotonic() > wall_deadline else "round"
         except Unsatisfiable:
-            return not res.found
+            return "over" if res.found else "done"
         except Exception:
             # Hypothesis re-raises the (shrunk) failure; what we recorded in `res` is the verdict. A final
             # replay that returned early (budget spent while shrinking), or a database example replayed when the
             # budget ran out, surfaces as Flaky: the same verdict, or the end of the budget.
             if not res.found and res.error is None and not res.budget_hit:
                 raise
-            return False
-        return not res.found and res.error is None
+            return "over"
+        return "over" if res.found or res.error is not None else "done"
 
     phases = tuple(p for p in base.phases if shrink or p.name != "shrink")
-    # Calibrate on a few examples, then spend what is left in rounds sized by the measured cost per example
-    # (the first call's warm-up excluded); each round has its own seed derived from the hunt's, so no round
-    # repeats another's draws, and one large round gives Hypothesis' target phase room to climb.
+    explore = tuple(p for p in phases if p.name != "target")
+    # Calibrate on a few examples; then a climbing round (Hypothesis' target phase hill-climbs the ratio from the
+    # worst instances) gets TARGET_SHARE of what is left, and an exploring round without the target phase the rest
+    # (the optimiser spends many simulated calls per real one and can stall on a plateau; fresh random draws
+    # from another seed are cheap). Each round's seed derives from the hunt's, so no round repeats another.
     calibrate = min(CALIBRATION_EXAMPLES, cap)
     res.planned = calibrate
-    go = run(calibrate, phases, seed)
-    for k in range(1, MAX_ROUNDS + 1):
-        if not go or res.tried >= cap:
+    state = run(calibrate, phases, seed)
+    for k, round_phases in ((1, phases), (2, explore)):
+        if state == "over" or res.tried >= cap:
             break
         marks = entries[1:] if len(entries) > 2 else entries
         per_example = max((marks[-1] - marks[0]) / max(len(marks) - 1, 1), 1e-6) if len(marks) > 1 else 1e-3
         left = deadline - time.process_time()
-        # optimistic by 2x: the budget stops a round that overruns, while a round sized too small would leave
-        # the rest to a fresh round whose target phase starts over
         n = int(min(cap - res.tried, 2.0 * left / per_example))
+        if n >= (cap - res.tried) // 4:
+            # a cheap check asks for the whole cap and lets the budget stop it: the draws at a seed then do not
+            # depend on how loaded the machine was when the cost was measured
+            n = cap - res.tried
         if n < 2:
-            res.budget_hit = res.tried < cap
             break
+        round_end[0] = time.process_time() + TARGET_SHARE * left if k == 1 else deadline
         res.planned += n
         entries.clear()
-        go = run(n, phases, None if seed is None else _round_seed(seed, k))
+        state = run(n, round_phases, None if seed is None else _round_seed(seed, k))
     if res.tried < cap and not res.found and res.error is None:
         res.budget_hit = True
     res.seconds = time.monotonic() - t0
