@@ -110,12 +110,14 @@ def check_lowrank_memory(inst, backend):
     Q, K, V = rng.uniform(-1, 1, (n, d)), rng.uniform(-1, 1, (n, d)), rng.uniform(-1, 1, (n, dv))
     plan, poly = fa.feature_plan(d, g), _poly(g)
     fa.lowrank_apply(plan, poly, Q[:2], K[:2], V[:2], 0.5, chunk)  # warm-up: one-off caches are not the algorithm's
-    peak = _traced_peak(plan, poly, Q, K, V, chunk)
+    # the lower of two traced peaks: a fresh process (a Dask worker) pays one-off allocations on the first call
+    # (lazy imports, dtype caches) that belong to no algorithm; the allocation pattern itself is deterministic
+    peak = min(_traced_peak(plan, poly, Q, K, V, chunk) for _ in range(2))
     # python objects beside the buffers: one ndarray header per output chunk and per live block, and the fixed
     # cost of the code path itself (the traced peak of the same call on one token: interpreter frames, plan.weights'
     # list of r floats, wrappers), so that the model tests the growth in n, chunk and r
     header = sys.getsizeof(np.empty(0)) + 16
-    fixed = _traced_peak(plan, poly, Q[:1], K[:1], V[:1], 1)
+    fixed = min(_traced_peak(plan, poly, Q[:1], K[:1], V[:1], 1) for _ in range(2))
     objects = (math.ceil(n / chunk) + 4 * (g + 1)) * header + fixed
     model = 8 * fc.lowrank_peak_elements(n, n, d, dv, g, chunk) + objects
     return verify.Evidence(peak, model, notes=f"peak {peak} B vs model {model} B (r = {plan.r}, chunk {chunk})",
