@@ -79,7 +79,7 @@ def _mixture_deviation_mp(inst, backend):
         dev[:, j] = [float(abs(joint[r] - (lam * att_p[r] + (1 - lam) * att_x[r]))) for r in range(len(joint))]
     i = _worst(dev, bound)
     worst, wb = float(dev[i]), float(bound[i])
-    return verify.Evidence(worst, wb, resources={"n": Z.shape[1], "d": inst["d"], "dps": ctx.dps})
+    return verify.Evidence(worst, wb, resources={"n": Z.shape[1], "d": inst["d"], "dps": ctx.dps, "floor": wb})
 
 
 def _mixture_deviation(inst, backend):
@@ -100,7 +100,7 @@ def _mixture_deviation(inst, backend):
     i = _worst(dev, bound)
     return verify.Evidence(float(dev[i]), float(bound[i]),
                            notes=f"lambda in [{min(lams):.3g}, {max(lams):.3g}]",
-                           resources={"n": P.shape[1] + X.shape[1], "d": inst["d"]})
+                           resources={"n": P.shape[1] + X.shape[1], "d": inst["d"], "floor": float(bound[i])})
 
 
 @verify.claim(

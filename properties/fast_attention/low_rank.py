@@ -119,7 +119,7 @@ def check_kernel_relative_error(inst, backend):
     return verify.Evidence(
         observed, rho + eta, notes=f"{poly.kind} g={poly.degree}; rho_measured={poly.rho_measured:.3g}",
         resources={"beta": beta, "g": poly.degree, "r": fa.feature_rank(inst["d"], poly.degree), "rho": rho,
-                   "eta": eta, "kappa": kappa},
+                   "eta": eta, "kappa": kappa, "floor": eta},
     )
 
 

@@ -68,7 +68,7 @@ def check_exp_polynomial(inst, backend):
     return verify.Evidence(
         float(np.max(err)), bound + floor,
         notes=f"{poly.kind} degree {poly.degree}: measured {poly.rho_measured:.3g} vs a-priori {poly.rho_bound:.3g}",
-        resources={"g": poly.degree, "beta": beta, "eps": eps, "rho_bound": bound, "float_floor": floor},
+        resources={"g": poly.degree, "beta": beta, "eps": eps, "rho_bound": bound, "floor": floor},
         conditions=(certified,),
     )
 
