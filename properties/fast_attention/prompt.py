@@ -94,7 +94,9 @@ def check_apti(inst, backend):
         verify.Condition("B_is_max", norms.B == max(norms.B_P, norms.B_X), f"B {norms.B} != max(B_P, B_X)"),
         verify.Condition("B_monotone_in_L_p", all(b2 >= b1 * slack for b1, b2 in zip(Bs, Bs[1:], strict=False)),
                          f"B over prompt lengths: {Bs}"),
-        verify.Condition("certificate_beta", cert.beta >= norms.beta, f"certified beta {cert.beta} < {norms.beta}"),
+        # the backend computes beta from the same P, X in its own summation order: equal up to that rounding
+        verify.Condition("certificate_beta", cert.beta >= norms.beta * slack,
+                         f"certified beta {cert.beta} < {norms.beta} (1 - {1 - slack:.3g})"),
     )
     return verify.Evidence(
         observed, bound, notes="||Ỹ - W_O W_V Z softmax(Z^T W_K^T W_Q Z)||_max vs 2 rho/(1-rho) ||V||_max",
