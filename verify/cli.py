@@ -39,17 +39,6 @@ def _backends(args) -> list[Backend]:
     return out
 
 
-def _progress(total: int, enabled: bool):
-    if enabled:
-        try:
-            from tqdm import tqdm
-
-            return tqdm(total=total, unit="ex", leave=False, file=sys.stderr, dynamic_ncols=True)
-        except ImportError:
-            pass
-    return None
-
-
 def _load_for(args) -> None:
     """Load plugins; when every pattern is an exact id found in the --claims modules, skip the installed plugins
     (a user's one claim then runs without importing every built-in construction)."""

@@ -160,10 +160,15 @@ def hunt(
     entries: list[float] = []  # CPU time at each example's start, for the cost estimate
     round_end = [deadline]  # CPU deadline of the current round (the hunt's deadline for the last one)
 
+    stopped = [False]  # a _Budget was raised in the current round (its own end, or the hunt's)
+
     def body(instance):
         entries.append(time.process_time())
-        if time.process_time() > round_end[0] or time.monotonic() > wall_deadline:
-            res.budget_hit = True
+        now, wall = time.process_time(), time.monotonic()
+        if now > round_end[0] or wall > wall_deadline:
+            if now > deadline or wall > wall_deadline:
+                res.budget_hit = True  # the hunt's budget, not only this round's, is spent
+            stopped[0] = True
             if res.found:
                 return  # over budget while shrinking: keep the smallest failure seen so far
             raise _Budget()
@@ -204,6 +209,7 @@ def hunt(
     def run(n: int, phases, round_seed) -> str:
         """One Hypothesis search of at most n examples: 'over' (found, error, hunt budget spent), 'round' (this
         round's budget spent) or 'done' (n examples drawn)."""
+        stopped[0] = False
         test = given(strategy)(body)
         if round_seed is not None:
             test = hyp_seed(round_seed)(test)  # before settings: @seed on its own turns the database off
@@ -219,7 +225,7 @@ def hunt(
             # Hypothesis re-raises the (shrunk) failure; what we recorded in `res` is the verdict. A final
             # replay that returned early (budget spent while shrinking), or a database example replayed when the
             # budget ran out, surfaces as Flaky: the same verdict, or the end of the budget.
-            if not res.found and res.error is None and not res.budget_hit:
+            if not res.found and res.error is None and not stopped[0]:
                 raise
             return "over"
         return "over" if res.found or res.error is not None else "done"
@@ -245,13 +251,12 @@ def hunt(
             # depend on how loaded the machine was when the cost was measured
             n = cap - res.tried
         if n < 2:
+            res.budget_hit = True
             break
         round_end[0] = time.process_time() + TARGET_SHARE * left if k == 1 else deadline
         res.planned += n
         entries.clear()
         state = run(n, round_phases, None if seed is None else _round_seed(seed, k))
-    if res.tried < cap and not res.found and res.error is None:
-        res.budget_hit = True
     res.seconds = time.monotonic() - t0
     return res
 
