@@ -221,14 +221,19 @@ def check_dataset_memorization(inst, backend):
     Y = f(X)
     P = mem.table_prompt(f, d, L, K)
     Lp = P.shape[1]
-    # ramp width adapted to the data: half the smallest distance from a data entry up to the next grid level
-    dist = (1.0 - (X * K - np.floor(X * K))) / K
-    eta = min(0.25 / K, 0.5 * float(dist.min()))
+    # ramp width adapted to the data: half the smallest gap from a positioned entry Z = X + E up to the next
+    # breakpoint, taken on the floats FF1 receives (X*K - floor(X*K) rounds X = fl(1/3) up to a level and missed
+    # that Z sits 1 ulp below t_b). t_b - Z is exact (Sterbenz: 1 <= Z < t_b <= Z + delta <= 2Z).
+    E = qz.positional_encoding(d, Lp + L)[:, Lp:]
+    Z = X + E
+    tb = qz.ff1_breakpoints(K, Lp + L, positional=True)[1]
+    nxt = np.searchsorted(tb, Z, side="right")
+    gap = np.where(nxt < tb.size, tb[np.minimum(nxt, tb.size - 1)] - Z, np.inf)
+    eta = min(0.25 / K, 0.5 * float(gap.min()))
     if eta <= 1e-9 / K:
         raise verify.OutOfReach("a data entry sits within 1e-9 delta below a grid level")
     F = qz.FF1Quantizer(d, K, Lp + L, eta, positional=True)
     reader = mem.FF1TableReader.build(F, P, L)
-    E = F.encoding(Lp + L)[:, Lp:]
     in_ramp = sum(int(F.in_ramp_set(X[i] + E).any()) for i in range(X.shape[0]))
     worst = max(float(alpha_norm(reader(X[i]) - Y[i], a)) for i in range(X.shape[0]))
     bound = qz.surrogate_sup_bound(C, d, L, a, K)

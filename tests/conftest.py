@@ -34,3 +34,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fresh_caches_under_mutation():
+    """mutmut 3 forks each mutant's test run from a process that already ran the clean suite: a construction
+    cached there (lru_cache) would hand the mutant's tests the unmutated object. Clear every cache first."""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        import functools
+        import gc
+
+        for obj in gc.get_objects():
+            if isinstance(obj, functools._lru_cache_wrapper):
+                obj.cache_clear()
+    yield

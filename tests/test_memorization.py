@@ -396,3 +396,23 @@ def test_value_maps_apply_mp_takes_the_context_of_an_mp_matrix():
         assert abs(out[0, 0] - (z[1] - 6)) < ctx.mpf(10) ** -50
         assert abs(out[0, 1] - (z[2] - 7)) < ctx.mpf(10) ** -50
         assert abs(F(Y)[0, 0] - (z[1] - 6)) < ctx.mpf(10) ** -50
+
+
+def test_dataset_memorization_ramp_width_sees_the_positioned_float():
+    """Regression (CI, ci seed 0): X = fl(1/3), K = 3 at position 4 sits 1 ulp below t_b = 1 + 10/3.
+
+    X*K rounds to exactly 1, so a ramp width taken from X*K - floor(X*K) put the datum on the ramp and the
+    claim reported a false counterexample ("off_ramp: 1 samples on a ramp").
+    """
+    import verify
+    from properties.memorization import check_dataset_memorization, lipschitz_target
+
+    inst = {"d": 1, "L": 1, "K": 3, "C": 0.5, "alpha": 1.0,
+            "target": lipschitz_target(0, 1, 1, 0.5, 1.0, "clipped_linear"),
+            "X": np.array([[[1 / 3]], [[0.5]]])}
+    # 1 ulp from the breakpoint: no ramp width fits, so the instance is out of reach, not a counterexample
+    with pytest.raises(verify.OutOfReach, match="below a grid level"):
+        check_dataset_memorization(inst, verify.Backend())
+    inst["X"] = inst["X"][1:]
+    ev = check_dataset_memorization(inst, verify.Backend())
+    assert all(c.ok for c in ev.conditions) and ev.ratio <= 1.0, ev

@@ -134,6 +134,18 @@ def run_job(job: Job) -> JobResult:
     return _result(job, row, res, t0, c0)
 
 
+def run_job_in_worker(job: Job) -> JobResult:
+    """run_job on a Dask worker. The worker's own threads (heartbeats, retry jitter) draw from the global
+    ``random`` while a hunt runs, which Hypothesis reads as a strategy using ``random``: that warning is silenced
+    here, where no strategy is at fault, and nowhere else."""
+    import warnings
+
+    from hypothesis.errors import HypothesisDeprecationWarning
+
+    warnings.filterwarnings("ignore", message="Do not use the `random` module", category=HypothesisDeprecationWarning)
+    return run_job(job)
+
+
 _WARM: list[bool] = []
 
 
@@ -248,8 +260,8 @@ class DaskExecutor:
 
         futures = {}
         for i, job in enumerate(jobs):  # earlier in the list (longest first, when costs are known) runs first
-            f = self.client.submit(run_job, job, key=f"prompt-limits-{job.key}-{os.getpid()}-{time.time_ns()}",
-                                   pure=False, priority=len(jobs) - i)
+            key = f"prompt-limits-{job.key}-{os.getpid()}-{time.time_ns()}"
+            f = self.client.submit(run_job_in_worker, job, key=key, pure=False, priority=len(jobs) - i)
             futures[f] = job
         lost = 0
         try:
