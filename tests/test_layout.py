@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 520  # "no module over ~500 lines"
 
@@ -34,6 +36,8 @@ def test_the_engine_imports_no_paper_and_constructions_import_no_claims():
 
 
 def test_no_module_over_500_lines():
+    if ROOT.name == "mutants":
+        pytest.skip("mutmut's trampolined copy of the tree: a mutated module is longer than its source")
     long = []
     for pkg in ("verify", "constructions", "properties"):
         for path in sorted((ROOT / pkg).rglob("*.py")):
@@ -62,6 +66,8 @@ def _cli(site: Path, *argv) -> subprocess.CompletedProcess:
 
 
 def test_an_installed_package_plugs_in_through_its_entry_point(tmp_path):
+    if ROOT.name == "mutants":
+        pytest.skip("mutmut's trampolines look for its config in the working directory, and this one is a site dir")
     site = _fake_site(tmp_path, '''
         from hypothesis import strategies as st
         import verify
@@ -89,6 +95,8 @@ def test_a_plugin_that_fails_to_import_is_one_line_and_exit_2(tmp_path):
 def test_one_user_claim_runs_in_under_3_seconds(tmp_path):
     """No report table and no built-in plugin is built for a run of one user claim (CPU time of the child: wall
     time on a shared machine measures the neighbours)."""
+    if ROOT.name == "mutants":
+        pytest.skip("a CPU-time budget means nothing on mutmut's trampolined copy (slower to import)")
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
