@@ -65,9 +65,3 @@ def lowrank_peak_elements(n_q: int, n_k: int, d: int, dv: int, g: int, chunk: in
     m = min(chunk, max(n_q, n_k))
     per_chunk = d * m + 3 * r * m + 2 * m * (dv + 1)
     return n_k * (dv + 2) + per_chunk + 3 * r * (dv + 1) + 2 * n_q * dv
-
-
-def exact_peak_elements(n_q: int, n_k: int, d: int, dv: int, block: int) -> int:
-    """Upper bound on the entries exact_attention holds at once: three b x n_k score temporaries (O(b n_k))."""
-    b = min(block, n_q)
-    return 3 * b * n_k + b * (dv + 2) + 2 * n_q * dv

@@ -52,20 +52,6 @@ def gamma(n: int, u: float) -> float:
     return math.inf if nu >= 1.0 else nu / (1.0 - nu)
 
 
-def matmul_floor(A, B, u: float, *, extra: int = 0) -> np.ndarray:
-    """Entrywise bound on |fl(A @ B) - A @ B|: gamma_{k+extra} |A| |B| (k = inner size; extra rounded inputs)."""
-    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
-    k = A.shape[-1]
-    return gamma(k + extra, u) * (np.abs(A) @ np.abs(B))
-
-
-def sum_floor(x, u: float, axis=None) -> np.ndarray:
-    """Bound on |fl(sum x) - sum x|: gamma_{n-1} sum |x| along ``axis`` (n the number of terms)."""
-    x = np.asarray(x, dtype=np.float64)
-    n = x.size if axis is None else x.shape[axis]
-    return gamma(max(n - 1, 0), u) * np.sum(np.abs(x), axis=axis)
-
-
 def softmax_relative_floor(logits, u: float, axis: int = 0) -> np.ndarray:
     """Bound on the relative error of each softmax weight computed as exp(l - max l) / sum exp(l - max l).
 
@@ -78,17 +64,3 @@ def softmax_relative_floor(logits, u: float, axis: int = 0) -> np.ndarray:
     spread = np.abs(L - L.max(axis=axis, keepdims=True))
     first = u * (spread + np.max(spread, axis=axis, keepdims=True) + 2.0) + gamma(max(n - 1, 1), u)
     return first * (1.0 + 2.0 * first) + 2.0 * u * u
-
-
-def attention_floor(logit_bound: float, n: int, value_bound: float, u: float, *, logit_error: float = 0.0) -> float:
-    """Bound on |fl(softmax(l)^T v) - softmax(l)^T v| for n keys with |l| <= logit_bound and |v| <= value_bound.
-
-    The weights err relatively by <= rho = u (4 logit_bound + 2) + gamma_{n-1} + 2 logit_error (a logit error e
-    moves a weight by a factor e^{+-2e}); the weighted sum of n values adds gamma_n; the output is a convex
-    combination, so |error| <= (rho (1 + gamma_n) + gamma_n) value_bound.
-    """
-    g = gamma(max(n - 1, 1), u)
-    rho = u * (4.0 * logit_bound + 2.0) + g + math.expm1(2.0 * logit_error)
-    rho = rho * (1.0 + 2.0 * rho)
-    gn = gamma(n, u)
-    return (rho * (1.0 + gn) + gn) * value_bound

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from constructions import fast_attention as fa
+from constructions import fast_attention_cost as fc
 from constructions import fast_attention_prompt as fp
 from constructions.transformer import head_attention, random_head
 
@@ -264,3 +265,54 @@ def test_lowrank_memory_peak_ignores_other_threads():
     assert noisy_here > alone + 4096, "the allocating thread did not disturb tracemalloc: the test shows nothing"
     # the child's own call frame may add a few bytes; another thread's 16 kB blocks may not
     assert len(set(measured)) == 1 and abs(measured[0] - alone) <= 256, (measured, alone)
+
+
+def test_prompt_wrapper_norms_scale_chunk_and_budget():
+    """Each argument of prompt_polynomial_attention reaches the certificate; entry norms split by P and X."""
+    rng = np.random.default_rng(5)
+    head = random_head(rng, 3, 2, 0.8)
+    P, X = 3.0 * rng.normal(size=(3, 4)), rng.uniform(-1, 1, (3, 6))
+    n = fp.prompt_norms(head, P, X)
+    qp, kp, qx, kx = head.Wq @ P, head.Wk @ P, head.Wq @ X, head.Wk @ X
+    assert n.B_P == max(np.abs(qp).max(), np.abs(kp).max()) and n.B_X == max(np.abs(qx).max(), np.abs(kx).max())
+    Q, K = np.concatenate([qp, qx], axis=1).T, np.concatenate([kp, kx], axis=1).T
+    assert n.beta == fa.score_halfwidth(Q, K, 1.0) and fp.prompt_norms(head, P, X, scale=0.5).beta == \
+        fa.score_halfwidth(Q, K, 0.5)
+    empty = fp.prompt_norms(head, P[:, :0], X)  # no prompt: B_P = 0, not an error
+    assert empty.B_P == 0.0 and empty.B == empty.B_X == n.B_X
+    res = fp.prompt_polynomial_attention(head, P, X, eps=1e-6, scale=0.5, chunk=3, kind="taylor")
+    c = res.certificate
+    assert (c.scale, c.chunk, c.kind, c.n) == (0.5, 3, "taylor", 10) and res.norms.beta == c.beta
+    assert res.norms == fp.prompt_norms(head, P, X, scale=0.5)
+    Z = np.concatenate([P, X], axis=1)
+    Zq, Zk = (head.Wq @ Z).T, (head.Wk @ Z).T
+    ref = fa.exact_attention(Zq, Zk, (head.Wo @ (head.Wv @ Z)).T, scale=0.5).T
+    assert res.output.shape == (3, 10) and np.abs(res.output - ref).max() <= c.output_bound
+    with pytest.raises(ValueError):
+        fp.prompt_polynomial_attention(head, P, X, eps=1e-6, memory_budget=64)
+    for bad_P, bad_X in ((P[:, 0], X), (P, X[:, 0]), (P[:2], X)):
+        with pytest.raises(ValueError, match="d x L_p and d x L"):
+            fp.prompt_polynomial_attention(head, bad_P, bad_X, eps=1e-6)
+
+
+@pytest.mark.parametrize("n_q, n_k, d, dv, g, chunk", [(100, 100, 2, 3, 2, 16), (7, 300, 3, 1, 1, 1000),
+                                                       (50, 20, 1, 2, 4, 8)])
+def test_cost_models_are_their_documented_formulas(n_q, n_k, d, dv, g, chunk):
+    r = math.comb(d + g, g)
+    m = min(chunk, max(n_q, n_k))
+    assert fc.lowrank_peak_elements(n_q, n_k, d, dv, g, chunk) == (
+        n_k * (dv + 2) + (d * m + 3 * r * m + 2 * m * (dv + 1)) + 3 * r * (dv + 1) + 2 * n_q * dv)
+    assert fc.exact_flops(n_q, n_k, d, dv) == n_q * (2 * n_k * (d + dv) + 5 * n_k - 2 + dv)
+    assert fc.lowrank_flops(n_q, n_k, d, dv, g, chunk) == (
+        (n_q + n_k) * (d + r - 1 + 2 * r * (dv + 1)) + math.ceil(n_k / chunk) * r * (dv + 1)
+        + n_q * (g * (dv + 1) + dv))
+
+
+@pytest.mark.parametrize("d, dv, g, chunk", [(1, 1, 1, 64), (2, 2, 2, 256), (4, 4, 3, 128), (3, 1, 5, 8)])
+def test_predicted_crossover_is_the_least_winning_n(d, dv, g, chunk):
+    n = fc.predicted_crossover(d, dv, g, chunk)
+
+    def wins(k):
+        return fc.lowrank_flops(k, k, d, dv, g, min(chunk, k)) <= fc.exact_flops(k, k, d, dv)
+
+    assert n >= 1 and wins(n) and (n == 1 or not wins(n - 1))
