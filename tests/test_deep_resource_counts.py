@@ -120,3 +120,16 @@ def test_counting_check_and_bound(d, m, K):
     assert rc.counting_check(d, m, K, m_p - 1)[1] == pytest.approx(d * (m_p - 1) * math.log(K), rel=1e-15)
     assert rc.counting_check(d, m, K, m_p - 1)[0] == logC
     assert rc.counting_bound_mp(d, m, K) == pytest.approx(m_p, rel=1e-15)
+
+
+def test_branch_thresholds_sit_where_documented():
+    """L_p exact below 10^15 only; the value map exact below 10^18 only; digits exact below 10^15 only."""
+    assert isinstance(rc.resource_counts(1, 1, 10**14)["L_p"], int)
+    assert rc.resource_counts(1, 1, 10**15)["L_p"] == "~10^15"  # log10 L_p = 15 exactly: a string
+    assert rc.resource_counts(1, 1, 3 * 10**15)["L_p"] == "~10^15.48"
+    two = rc.resource_counts(1, 2, 10**8)  # log10 L_p = log10 2 + 16 (the dm in the exponent, not d/m)
+    assert two["L_p"] == "~10^16.3" and two["n"] == "~10^16.3"
+    assert rc.resource_counts(1, 1, 14)["value_map_ffn_layers"] == 14**15  # ~10^17.2: exact
+    assert rc.resource_counts(1, 1, 15)["value_map_ffn_layers"] == "~10^18.82"  # 15^16 ~ 6.6e18: a string
+    assert rc.resource_counts(1, 1, 5 * 10**13)["digits"] == "~10^15.14"  # ~1.4e15 digits: a string
+    assert isinstance(rc.resource_counts(1, 1, 10**13)["digits"], int)

@@ -288,8 +288,8 @@ def test_prompt_wrapper_norms_scale_chunk_and_budget():
     Zq, Zk = (head.Wq @ Z).T, (head.Wk @ Z).T
     ref = fa.exact_attention(Zq, Zk, (head.Wo @ (head.Wv @ Z)).T, scale=0.5).T
     assert res.output.shape == (3, 10) and np.abs(res.output - ref).max() <= c.output_bound
-    with pytest.raises(ValueError):
-        fp.prompt_polynomial_attention(head, P, X, eps=1e-6, memory_budget=64)
+    with pytest.raises(ValueError, match="over the memory budget"):
+        fp.prompt_polynomial_attention(head, P, X, eps=1e-6, scale=0.5, memory_budget=64)
     for bad_P, bad_X in ((P[:, 0], X), (P, X[:, 0]), (P[:2], X)):
         with pytest.raises(ValueError, match="d x L_p and d x L"):
             fp.prompt_polynomial_attention(head, bad_P, bad_X, eps=1e-6)

@@ -115,3 +115,10 @@ def test_best_prompt_defaults_are_power_4_and_60_iterations():
     s32 = [s.astype(np.float32) for s in starts[:1]]
     assert np.array_equal(best_prompt(layer, ex, s32)[0],
                           best_prompt(layer, ex, [s32[0].astype(np.float64)])[0])
+
+
+def test_objective_default_power_is_the_summed_squared_error():
+    rng, layer, ex = _setup(seed=4)
+    x = rng.normal(size=6)
+    assert prompt_objective(layer, ex)(x)[0] == prompt_objective(layer, ex, power=1)(x)[0] != \
+        prompt_objective(layer, ex, power=2)(x)[0]
