@@ -71,3 +71,8 @@ def test_entrywise_separation_returns_range_and_gap():
         bz.check_entrywise_separated([[1.0, 4.0], [2.0, 2.0]], 0.5)
     with pytest.raises(ValueError, match="separated"):
         bz.check_entrywise_separated([[0.0, 1.0], [1.5, 9.0]], 0.75)
+
+
+def test_float32_logits_are_evaluated_in_float64():
+    a = np.array([3.1, -2.7, 0.4, 9.9], dtype=np.float32)
+    assert bz.boltzmann(a) == bz.boltzmann(a.astype(np.float64))

@@ -131,5 +131,6 @@ def test_branch_thresholds_sit_where_documented():
     assert two["L_p"] == "~10^16.3" and two["n"] == "~10^16.3"
     assert rc.resource_counts(1, 1, 14)["value_map_ffn_layers"] == 14**15  # ~10^17.2: exact
     assert rc.resource_counts(1, 1, 15)["value_map_ffn_layers"] == "~10^18.82"  # 15^16 ~ 6.6e18: a string
+    assert rc.resource_counts(1, 1, 15)["ffn_layers"] == "~10^18.82"  # and so is the sum it dominates
     assert rc.resource_counts(1, 1, 5 * 10**13)["digits"] == "~10^15.14"  # ~1.4e15 digits: a string
     assert isinstance(rc.resource_counts(1, 1, 10**13)["digits"], int)

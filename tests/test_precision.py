@@ -58,6 +58,8 @@ def test_softmax_floor_is_its_documented_formula(axis):
     assert np.array_equal(pr.softmax_relative_floor(L32, 2.0**-24, axis=axis),
                           pr.softmax_relative_floor(L32.astype(np.float64), 2.0**-24, axis=axis))
     assert np.array_equal(pr.softmax_relative_floor(L, 2.0**-53), _floor_loop(L, 2.0**-53, 0))  # default axis 0
+    for u in (2.0**-11, 2.0**-24):  # at a large u the second-order terms (2 first^2, 2 u^2) are above rounding
+        assert np.array_equal(pr.softmax_relative_floor(L, u, axis=axis), _floor_loop(L, u, axis))
     one = pr.softmax_relative_floor(np.zeros((1, 1)), 2.0**-53)
     assert one[0, 0] == _floor_loop(np.zeros((1, 1)), 2.0**-53, 0)[0, 0]  # n = 1 still pays gamma_1
 

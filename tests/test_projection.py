@@ -99,3 +99,40 @@ def test_permutations_same_token_pairs_and_sequences():
     assert len(pj.duplicate_free_sequences(V, 3, limit=6)) == 6  # total <= limit: all of them
     with pytest.raises(ValueError, match="length 4 over 3 tokens"):
         pj.duplicate_free_sequences(V, 4)
+
+
+def test_float32_tokens_are_measured_in_float64():
+    rng = np.random.default_rng(4)
+    V = rng.normal(size=(3, 5)).astype(np.float32)
+    w = pj.random_unit(rng, 3).astype(np.float32)
+    V64, w64 = V.astype(np.float64), w.astype(np.float64)
+    assert pj.separation(V) == pj.separation(V64)
+    assert pj.projection_constant(w, V) == pj.projection_constant(w64, V64)
+    assert pj.separating_projection(V, np.random.default_rng(0))[1] == \
+        pj.separating_projection(V64, np.random.default_rng(0))[1]
+    assert pj.separation(np.array([[0.0, 3.0], [0.0, 4.0]])) == (0.0, 5.0, 5.0)  # two tokens: one pair
+
+
+def test_duplicate_free_sequences_all_or_sampled():
+    V = np.array([[1, 2, 3, 4]])  # integer tokens come back as float64 sequences
+    allp = pj.duplicate_free_sequences(V, 2, limit=12)  # 4 * 3 = 12 <= limit: every sequence, in order
+    assert [s[0].tolist() for s in allp] == [[float(a), float(b)] for a, b in itertools.permutations([1, 2, 3, 4], 2)]
+    assert all(s.dtype == np.float64 for s in allp)
+    some = pj.duplicate_free_sequences(V, 2, limit=11)  # sampled with the default rng, default_rng(0)
+    want = pj.duplicate_free_sequences(V, 2, limit=11, rng=np.random.default_rng(0))
+    assert len(some) == 11 and [s.tolist() for s in some] == [s.tolist() for s in want]
+
+
+def test_separating_projection_counts_its_draws():
+    V = np.random.default_rng(1).normal(size=(3, 4))
+    with pytest.raises(ValueError, match="in 200 draws"):  # the default max_tries
+        pj.separating_projection(V, np.random.default_rng(0), c=2.0)
+    rng, fresh = np.random.default_rng(5), np.random.default_rng(5)
+    with pytest.raises(ValueError, match="in 3 draws"):
+        pj.separating_projection(V, rng, c=2.0, max_tries=3)
+    for _ in range(3):
+        pj.random_unit(fresh, 3)
+    assert rng.standard_normal() == fresh.standard_normal()  # exactly max_tries draws were taken
+    first = pj.projection_constant(pj.random_unit(np.random.default_rng(6), 3), V)
+    _, c, tries = pj.separating_projection(V, np.random.default_rng(6), c=first)  # c_emp = c is accepted
+    assert (c, tries) == (first, 1)

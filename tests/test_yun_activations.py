@@ -67,3 +67,24 @@ def test_ff_layer_mlp_is_x_plus_v_zeta_of_a_x_minus_shift():
         x = rng.uniform(-3, 3, 3)
         want = x + v * ya.relu_eval(form, float(a @ x) - shift)
         np.testing.assert_allclose(mlp_apply(mlp, x), want, rtol=1e-12, atol=1e-12)
+
+
+def test_soft_ramps_are_open_at_their_outer_ends():
+    """At t = -eta (zeta1) and t = delta - eta (zeta2) the value is the hard one, bit for bit (open ramp intervals;
+    the ramp formula there differs by rounding for these parameters)."""
+    J, e = 61.05694180095081, 0.3650187839310152
+    assert ya.zeta1(np.array([-e]), 3, J, e)[0] == e - J
+    dl, e2 = 0.9651022309110887, 0.40682184936093596
+    t = dl - e2
+    assert ya.zeta2(np.array([t]), dl, e2)[0] == -t
+
+
+def test_ff_layer_mlp_reads_float32_parts_in_float64():
+    form = ya.relu_form("zeta1", n=3, J=5.0, eta=0.25)
+    f32 = tuple(np.asarray(x, dtype=np.float32) for x in form[:3]) + (0.3,)
+    f64 = tuple(np.asarray(x, dtype=np.float64) for x in f32[:3]) + (0.3,)
+    v = np.array([0.3, -2.0, 1.1], dtype=np.float32)
+    a = np.array([0.5, -1.5, 2.0])
+    m32, m64 = ya.ff_layer_mlp(a, 0.7, v, f32), ya.ff_layer_mlp(a, 0.7, v.astype(np.float64), f64)
+    for p32, p64 in ((m32.W1, m64.W1), (m32.b1, m64.b1), (m32.W2, m64.W2), (m32.b2, m64.b2)):
+        assert p32.dtype == np.float64 and np.array_equal(p32, p64)
