@@ -58,3 +58,54 @@ def test_pair_norm_rounding_is_its_documented_formula(u):
     X1r, X2r = (X.astype(np.float32).astype(np.float64) for X in (X1, X2))
     f64 = rm.pair_norm_rounding(mlp, X1r, X2r, u)
     assert np.array_equal(f32[0], f64[0]) and np.array_equal(f32[1], f64[1])
+
+
+def _eval_floor_loop(mlp, X, u):
+    """mlp_eval_rounding's documented e1, e2, e, one entry at a time."""
+    W1, b1, W2, b2 = mlp.W1, mlp.b1, mlp.W2, mlp.b2
+    r, d = W1.shape
+    out = np.empty(X.shape)
+    for j in range(X.shape[1]):
+        x = X[:, j]
+        e1 = [gamma(d + 1, u) * (sum(abs(W1[i, k]) * abs(x[k]) for k in range(d)) + abs(b1[i])) for i in range(r)]
+        h = [max(sum(W1[i, k] * x[k] for k in range(d)) + b1[i], 0.0) for i in range(r)]
+        for o in range(W2.shape[0]):
+            e2 = gamma(r + 1, u) * (sum(abs(W2[o, i]) * (h[i] + e1[i]) for i in range(r)) + abs(b2[o])) \
+                + sum(abs(W2[o, i]) * e1[i] for i in range(r))
+            f = sum(W2[o, i] * h[i] for i in range(r)) + b2[o]
+            out[o, j] = e2 * (1.0 + u) + u * (abs(x[o]) + abs(f) + e2)
+    return out
+
+
+@pytest.mark.parametrize("u", [2.0**-53, 2.0**-11])
+def test_mlp_eval_rounding_is_its_documented_formula(u):
+    rng = np.random.default_rng(2)
+    mlp = random_contractive_mlp(rng, 3, 5, 0.7)
+    mlp = type(mlp)(mlp.W1, rng.normal(size=5), mlp.W2, rng.normal(size=3))  # nonzero biases of both signs
+    X = rng.normal(size=(3, 4)) * 3
+    got = rm.mlp_eval_rounding(mlp, X, u)
+    np.testing.assert_allclose(got, _eval_floor_loop(mlp, X, u), rtol=1e-12)
+    Xr = X.astype(np.float32)
+    assert np.array_equal(rm.mlp_eval_rounding(mlp, Xr, u), rm.mlp_eval_rounding(mlp, Xr.astype(np.float64), u))
+
+
+def test_affine_mlp_and_the_contraction_hypothesis():
+    rng = np.random.default_rng(3)
+    kappa, radius = 0.64, 2.0
+    for sign in (-1.0, 1.0):
+        mlp = rm.affine_mlp(rng, 3, 5, kappa, sign=sign, radius=radius)
+        assert np.allclose(mlp.b1, math.sqrt(kappa) * radius + 1.0) and rm.mlp_kappa(mlp) == pytest.approx(kappa)
+        z = rng.normal(size=3)
+        z *= 1.9 / np.linalg.norm(z)
+        np.testing.assert_allclose(rm.mlp_apply(mlp, z), (1 + sign * kappa) * z, atol=1e-13)
+        np.testing.assert_allclose(rm.mlp_apply(mlp, np.zeros(3)), 0.0, atol=1e-15)
+    default = rm.affine_mlp(np.random.default_rng(4), 2, 2, 0.25)  # sign = -1, radius = 1 by default
+    assert np.allclose(default.b1, 1.5) and np.allclose(default.W2 @ default.W1, -0.25 * np.eye(2))
+    assert rm.mlp_apply(default, [1, 0]).dtype == np.float64
+    with pytest.raises(ValueError, match="r >= d"):
+        rm.affine_mlp(rng, 3, 2, 0.5)
+    W = np.eye(2)
+    from constructions.transformer import MLP
+
+    with pytest.raises(ValueError, match="violated: kappa = 1$"):
+        rm.require_contractive(MLP(W, np.zeros(2), W, np.zeros(2)))  # kappa = 1 exactly: not contractive
