@@ -24,8 +24,13 @@ def test_mlp_inverse_counts_its_steps_and_keeps_the_shape():
     Y = rng.normal(size=(3, 4))
     Z, it = rm.mlp_inverse(mlp, Y, max_iter=5)
     assert it == 5 and Z.shape == (3, 4)  # no exact-zero step within 5: all 5 taken and counted
+    Zm = Y.copy()
+    for _ in range(5):
+        Zm = Y - mlp.residual_part(Zm)
+    assert np.array_equal(Z, Zm)  # exactly five fixed-point steps z <- y - F(z) from z = y
     Z, it = rm.mlp_inverse(mlp, Y)
-    assert it <= rm.inverse_iterations(rm.mlp_kappa(mlp)) and np.abs(mlp(Z) - Y).max() <= 1e-13
+    # the iterate stops changing (a step exactly 0) long before the e^-40 step count
+    assert it < rm.inverse_iterations(rm.mlp_kappa(mlp)) and np.abs(mlp(Z) - Y).max() <= 1e-13
     z, it1 = rm.mlp_inverse(mlp, Y[:, 0])  # a single token: a vector in, a vector out
     assert z.shape == (3,) and np.abs(z - Z[:, 0]).max() <= 1e-13 and it1 >= 1
     Zt, itt = rm.mlp_inverse(mlp, Y, tol=1e-3)
