@@ -33,6 +33,7 @@ def test_mlp_inverse_counts_its_steps_and_keeps_the_shape():
     assert it < rm.inverse_iterations(rm.mlp_kappa(mlp)) and np.abs(mlp(Z) - Y).max() <= 1e-13
     z, it1 = rm.mlp_inverse(mlp, Y[:, 0])  # a single token: a vector in, a vector out
     assert z.shape == (3,) and np.abs(z - Z[:, 0]).max() <= 1e-13 and it1 >= 1
+    assert rm.mlp_inverse(mlp, Y, tol=-1.0)[1] == it  # no tolerance at all: still stops on the exact zero step
     Zt, itt = rm.mlp_inverse(mlp, Y, tol=1e-3)
     assert itt < it and np.abs(Zt - Z).max() <= 1e-2
 
