@@ -159,6 +159,18 @@ def positional_encoding(d: int, n: int) -> np.ndarray:
     return np.tile(np.arange(1, n + 1, dtype=np.float64), (d, 1))
 
 
+def breakpoint_gap(tb: np.ndarray, Z) -> np.ndarray:
+    """Entry-wise t_b - t for the first breakpoint t_b > t of the sorted ``tb`` (inf past the last one).
+
+    An entry is on the ramp set of width eta when this gap is < eta (FF1Quantizer.in_ramp_set).
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    if tb.size == 0:
+        return np.full(Z.shape, np.inf)
+    nxt = np.searchsorted(tb, Z, side="right")
+    return np.where(nxt < tb.size, tb[np.minimum(nxt, tb.size - 1)] - Z, np.inf)
+
+
 def ff1_breakpoints(K, n_positions: int, positional: bool = True) -> tuple[float, np.ndarray]:
     """(base, t_b): base level and the breakpoints, all multiples of delta strictly inside the range.
 
@@ -315,14 +327,7 @@ class FF1Quantizer:
 
     def in_ramp_set(self, Z) -> np.ndarray:
         """Entry-wise mask: t in (t_b - eta, t_b) for some breakpoint (where FF1 may differ from the staircase)."""
-        Z = np.asarray(Z, dtype=np.float64)
-        tb = self.breakpoints
-        if tb.size == 0:
-            return np.zeros(Z.shape, dtype=bool)
-        nxt = np.searchsorted(tb, Z, side="right")
-        ok = nxt < tb.size
-        gap = np.where(ok, tb[np.minimum(nxt, tb.size - 1)] - Z, np.inf)
-        return ok & (gap < self.eta)
+        return breakpoint_gap(self.breakpoints, Z) < self.eta
 
     def per_coordinate_ramp_measure(self) -> float:
         """Largest measure of the ramp set inside one token's unit box: K eta positional, (K-1) eta unit box."""

@@ -226,15 +226,13 @@ def check_dataset_memorization(inst, backend):
     # that Z sits 1 ulp below t_b). t_b - Z is exact (Sterbenz: 1 <= Z < t_b <= Z + delta <= 2Z).
     E = qz.positional_encoding(d, Lp + L)[:, Lp:]
     Z = X + E
-    tb = qz.ff1_breakpoints(K, Lp + L, positional=True)[1]
-    nxt = np.searchsorted(tb, Z, side="right")
-    gap = np.where(nxt < tb.size, tb[np.minimum(nxt, tb.size - 1)] - Z, np.inf)
+    gap = qz.breakpoint_gap(qz.ff1_breakpoints(K, Lp + L, positional=True)[1], Z)
     eta = min(0.25 / K, 0.5 * float(gap.min()))
     if eta <= 1e-9 / K:
         raise verify.OutOfReach("a data entry sits within 1e-9 delta below a grid level")
     F = qz.FF1Quantizer(d, K, Lp + L, eta, positional=True)
     reader = mem.FF1TableReader.build(F, P, L)
-    in_ramp = sum(int(F.in_ramp_set(X[i] + E).any()) for i in range(X.shape[0]))
+    in_ramp = sum(int(F.in_ramp_set(Z[i]).any()) for i in range(X.shape[0]))
     worst = max(float(alpha_norm(reader(X[i]) - Y[i], a)) for i in range(X.shape[0]))
     bound = qz.surrogate_sup_bound(C, d, L, a, K)
     return verify.Evidence(
