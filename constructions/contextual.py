@@ -189,8 +189,9 @@ class ContextualHead:
         return attention_rounding_floor(h, X, X, u) + gamma(1, u) * (np.abs(X) + weighted_value_magnitude(h, X, X))
 
     # ---- weights ------------------------------------------------------------------------------
-    def weights(self, s: int = 1, rank: int | None = None, rng: np.random.Generator | None = None,
-                pad_query: bool = False):
+    def weights(
+        self, s: int = 1, rank: int | None = None, rng: np.random.Generator | None = None, pad_query: bool = False
+    ):
         """(W_Q, W_K, W_V, W_O) float64 with head size s; any-rank padding of hu2024.md §2.3(a).
 
         W_Q = [xi w^T; 0], W_K = [w^T; B], W_V = [w^T; B'], W_O = scale e e_1^T with B, B' random so that
@@ -295,6 +296,16 @@ def _mp_columns(X, ctx):
     return [[ctx.mpf(v) for v in col] for col in X]
 
 
+def _unit(v, name: str) -> np.ndarray:
+    """v / ||v||; ValueError when ||v|| is 0 or not finite (a given w of norm 0 or 1e200 would turn into nan or 0
+    and skip the separation check)."""
+    v = np.asarray(v, dtype=np.float64)
+    nv = float(np.linalg.norm(v))
+    if not (np.isfinite(nv) and nv > 0):
+        raise ValueError(f"{name} must be a nonzero vector of finite norm, got ||{name}|| = {nv:.3g}")
+    return v / nv
+
+
 def lemma_d(
     seqs=None,
     *,
@@ -348,8 +359,7 @@ def lemma_d(
     if w is None:
         w, c_emp, _ = separating_projection(V, rng, ct, best_of=best_of)
     else:
-        w = np.asarray(w, dtype=np.float64)
-        w = w / np.linalg.norm(w)
+        w = _unit(w, "w")
         c_emp = 1.0 if d == 1 else projection_constant(w, V)
         if d > 1 and c_emp < ct:
             raise ValueError(f"the given w is only {c_emp:.3g}-separating; Lemma D needs c_theory = {ct:.3g}")
@@ -363,10 +373,19 @@ def lemma_d(
             raise ValueError(f"projection constant c' = {c_used:.6g} must satisfy 0 < c' <= c_emp = {c_emp:.6g}")
     if xi_factor < 1:
         raise ValueError(f"xi_factor must be >= 1 (Lemma D allows any factor >= 1), got {xi_factor}")
-    e = np.asarray(w if e is None else e, dtype=np.float64)
-    e = e / np.linalg.norm(e)
-    return ContextualHead(w=w, e=e, n=int(n), eps=float(eps), r_min=r_min, r_max=r_max, c=c_used, c_emp=c_emp,
-                          n_vocab=int(V.shape[1]), xi_factor=float(xi_factor))
+    e = _unit(w if e is None else e, "e")
+    return ContextualHead(
+        w=w,
+        e=e,
+        n=int(n),
+        eps=float(eps),
+        r_min=r_min,
+        r_max=r_max,
+        c=c_used,
+        c_emp=c_emp,
+        n_vocab=int(V.shape[1]),
+        xi_factor=float(xi_factor),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,5 +479,8 @@ def certify_gaps_arb(head: ContextualHead, seqs, prec_bits: int | None = None) -
                 return {"prec_bits": prec, "certified_log10_min_same": -math.inf, "max_radius_log10": None}
             lg = float(lower.log() / arb(10).log())
             best = lg if best is None else min(best, lg)
-    return {"prec_bits": prec, "certified_log10_min_same": best if best is not None else math.inf,
-            "max_radius_log10": math.log10(rad) if rad > 0 else -math.inf}
+    return {
+        "prec_bits": prec,
+        "certified_log10_min_same": best if best is not None else math.inf,
+        "max_radius_log10": math.log10(rad) if rad > 0 else -math.inf,
+    }

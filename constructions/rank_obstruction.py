@@ -44,7 +44,9 @@ def certificate_B(C, w) -> float:
 def ray_sigma_min(C, V, lower: float | None) -> float:
     """An adversary for the certificates: min over s of sigma_n(C + V diag(s)) found by BFGS from 4 starts.
 
-    lower=None: s ranges over R^n (case B); lower = 1: s_i = 1 + v_i^2 >= 1 (case A's rays).
+    lower=None: s ranges over R^n (case B); lower = 1: s_i = 1 + v_i^2 >= 1 (case A's rays). Starts s = 1, s = 3,
+    s ~ U(0, 5)^n and s ~ -U(0, 5)^n (default_rng(0): the same input gives the same value), each run by scipy's
+    BFGS for at most 80 iterations; the result is the least value at a start or an end point.
     """
     n = C.shape[1]
 
@@ -99,8 +101,9 @@ def common_direction(mlp: MLP, u) -> np.ndarray:
     return np.linalg.solve(np.eye(W1.shape[1]) + W2 @ W1, u)
 
 
-def rank_obstruction_dataset(layer: Layer, n: int, rng: np.random.Generator | None = None, beta_scale: float = 1.0,
-                             *, Xs=None, u=None, beta=None) -> RankDataset:
+def rank_obstruction_dataset(
+    layer: Layer, n: int, rng: np.random.Generator | None = None, beta_scale: float = 1.0, *, Xs=None, u=None, beta=None
+) -> RankDataset:
     """Case (B) of wang2023.md §2.3 [D]: y_i = MLP(z_i) + beta_i u, so t_i - c_i = beta_i J^-1 u = beta_i w.
 
     Needs one head, kappa < 1, n + 1 <= d, r >= n, and every ReLU active on z_i and z_i + beta_i w (then the
@@ -155,12 +158,18 @@ def rank_lower_bound(kappa: float, cert: float, lambdas, case: str = "B") -> flo
 
 
 def prompt_lambdas(head: Head, Xs, P) -> np.ndarray:
-    """lambda_i = Z_P / (Z_P + Z_{X_i}) for the last token of each X_i (log-space)."""
+    """lambda_i = Z_P / (Z_P + Z_{X_i}) = 1 / (1 + e^t_i), t_i = log Z_{X_i} - log Z_P, for the last token of each X_i.
+
+    Evaluated as 1 / (1 + e^t) for t <= 0 and as e^-t / (1 + e^-t) for t > 0, so neither overflows: a faint prompt
+    (t_i > 745) underflows to lambda_i = 0, never to a value above the true one (the prompt lower bound uses
+    min_i lambda_i, so an overestimate could report a false violation).
+    """
     P = np.asarray(P, dtype=np.float64)
     out = []
     for X in Xs:
         g = score_vector(head, X[:, -1])
-        out.append(1.0 / (1.0 + math.exp(min(logsumexp(X.T @ g) - logsumexp(P.T @ g), 700.0))))
+        t = logsumexp(X.T @ g) - logsumexp(P.T @ g)
+        out.append(1.0 / (1.0 + math.exp(t)) if t <= 0.0 else math.exp(-t) / (1.0 + math.exp(-t)))
     return np.asarray(out)
 
 
@@ -206,8 +215,11 @@ def lora_hidden_residual_bound(ds: RankDataset, upd: LoRAUpdate, u: float) -> np
     L = np.tril(lu[0], -1) + np.eye(n)
     ay = np.abs(y)
     HtH = np.abs(H).T @ np.abs(H)
-    return (gamma(3 * n, u) * ((np.abs(L) @ np.abs(np.triu(lu[0]))) @ ay) + gamma(r, u) * (HtH @ ay)
-            + gamma(n, u) * (HtH @ ay))
+    return (
+        gamma(3 * n, u) * ((np.abs(L) @ np.abs(np.triu(lu[0]))) @ ay)
+        + gamma(r, u) * (HtH @ ay)
+        + gamma(n, u) * (HtH @ ay)
+    )
 
 
 def with_w2_update(layer: Layer, delta) -> Layer:

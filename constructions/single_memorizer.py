@@ -36,6 +36,7 @@ from constructions.transformer import Head, Layer, mp_matrix
 U64 = 2.0**-53
 ROOT_XTOL = 4 * U64  # brentq's absolute tolerance on u = log(s - 1)
 ROOT_RTOL = 4 * float(np.finfo(np.float64).eps)  # brentq's smallest admissible relative tolerance
+U_MAX = 709.0  # the largest bracket end: s = 1 + e^u stays finite in float64 (e^709.79 overflows)
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,11 @@ def memorizer_length(log_zx: float, b0: float, sigma: float, max_k: float) -> tu
     """(k, k_lower): the number of identical tokens, one more than the mass bound's minimum [D].
 
     sigma < 0: the ray point s* = 1 + 1/|sigma| maximises b(s) + log(s - 1), so k >= Z_X e^-b(s*) / (s* - 1) is
-    necessary and k = ceil(that) + 1 suffices. sigma >= 0: one token suffices (s -> inf adds mass).
+    necessary and k = ceil(that) + 1 suffices. sigma >= 0: one token suffices (s -> inf adds mass), and the
+    infimum over s > 1 of Z_X e^-b(s) / (s - 1) is 0 (b(s) = b0 + s sigma does not decrease).
     """
     if sigma >= 0:
-        return 1, (0.0 if sigma > 0 else math.exp(min(log_zx - b0, 700.0)))
+        return 1, 0.0
     s_star = 1.0 + 1.0 / abs(sigma)
     log_k_lower = log_zx - (b0 + s_star * sigma) - math.log(s_star - 1.0)
     k_lower = math.exp(min(log_k_lower, 700.0))
@@ -91,8 +93,11 @@ def memorizer_root(k: int, log_zx: float, b0: float, sigma: float) -> float:
     (F(u*) < 0) the best reachable point u* is returned and the prompt cannot fit: the residual shows it.
     """
 
+    def b(v):  # b0 + s sigma at s = 1 + e^v: finite for every v <= U_MAX, the bracket's largest end
+        return b0 + (1.0 + math.exp(v)) * sigma
+
     def F(v):
-        return math.log(k) + b0 + (1.0 + math.exp(v)) * sigma + v - log_zx
+        return math.log(k) + b(v) + v - log_zx
 
     if sigma < 0:
         u_hi = -math.log(abs(sigma))
@@ -100,11 +105,11 @@ def memorizer_root(k: int, log_zx: float, b0: float, sigma: float) -> float:
             return u_hi
     else:
         u_hi = 1.0
-        while F(u_hi) <= 0:
-            u_hi = 2 * u_hi + 1
-            if u_hi > 1e4:
-                raise ValueError("single-example memorizer: s diverges (sigma = 0 with too little mass)")
-    bmax = max(b0 + sigma, b0 + (1.0 + math.exp(u_hi)) * sigma)
+        while F(u_hi) < 0:  # F(u_hi) = 0: brentq returns the bracket end, the root
+            if u_hi >= U_MAX:
+                raise ValueError(f"single-example memorizer: s = 1 + e^u diverges (root u > {U_MAX:g}: s overflows)")
+            u_hi = min(2 * u_hi + 1, U_MAX)
+    bmax = max(b0 + sigma, b(u_hi))
     u_lo = min(u_hi - 1.0, log_zx - math.log(k) - bmax - 1.0)
     return brentq(F, u_lo, u_hi, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=400)
 
@@ -151,7 +156,7 @@ def _mp_memorizer(ctx, head: Head, x, X, t, k: int, u0: float):
     tm = mp_matrix(ctx, t)
     q0, q1 = ctx.lu_solve(M, c), ctx.lu_solve(M, tm - c)
     b0, sigma = (g.T * q0)[0], (g.T * q1)[0]
-    keys = (mp_matrix(ctx, X).T * g)
+    keys = mp_matrix(ctx, X).T * g
     vals = [keys[i] for i in range(keys.rows)]
     m = max(vals)
     log_zx = m + ctx.log(ctx.fsum(ctx.exp(v - m) for v in vals))
@@ -186,8 +191,9 @@ def mp_root_tolerance(ctx, u0: float) -> float:
     return float(ctx.mpf(2) ** (8 - ctx.prec)) * max(1.0, abs(u0))
 
 
-def memorizer_attention_bound(head: Head, x, X, t, sm: SingleMemorizer, u: float = U64, xtol: float = ROOT_XTOL,
-                              rtol: float = ROOT_RTOL) -> float:
+def memorizer_attention_bound(
+    head: Head, x, X, t, sm: SingleMemorizer, u: float = U64, xtol: float = ROOT_XTOL, rtol: float = ROOT_RTOL
+) -> float:
     """A bound on ||Att(x, [P~, X]) - t||_2 in exact arithmetic at the stored float prompt P~ = k copies of p~ [D].
 
     Att - t = lam (M p~ - b) + (lam s - 1)(t - c), b = c + s (t - c), lam <= 1, with
@@ -202,7 +208,6 @@ def memorizer_attention_bound(head: Head, x, X, t, sm: SingleMemorizer, u: float
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     X = np.asarray(X, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64).reshape(-1)
-    Wq, Wk = (np.asarray(w, dtype=np.float64) for w in (head.Wq, head.Wk))
     M = np.abs(np.asarray(head.Wo, dtype=np.float64) @ np.asarray(head.Wv, dtype=np.float64))
     d, n = X.shape
     s, k, uu = sm.s, sm.k, sm.u
@@ -219,12 +224,23 @@ def memorizer_attention_bound(head: Head, x, X, t, sm: SingleMemorizer, u: float
     Eg = score_vector_rounding(head, x, u)
     ex = math.exp(uu)
     e_s = u * s + EXP_ULPS * u * ex  # |fl(1 + exp(u)) - (1 + e^u)|
-    gp = (Eg @ (aq0 + s * aq1) + gamma(d, u) * (ag @ aq0) + e_s * abs(g @ q1)
-          + (1.0 + ex) * gamma(d, u) * (ag @ aq1) + (ag + Eg) @ delta)
+    gp = (
+        Eg @ (aq0 + s * aq1)
+        + gamma(d, u) * (ag @ aq0)
+        + e_s * abs(g @ q1)
+        + (1.0 + ex) * gamma(d, u) * (ag @ aq1)
+        + (ag + Eg) @ delta
+    )
     v = X.T @ g
     Ev = gamma(d, u) * (np.abs(X).T @ ag) + np.abs(X).T @ Eg
-    lse = float(Ev.max()) + u * float(np.abs(v - v.max()).max()) + EXP_ULPS * u + gamma(max(n - 1, 1), u) \
-        + u * abs(sm.log_zx - float(v.max())) + u * abs(sm.log_zx)
+    lse = (
+        float(Ev.max())
+        + u * float(np.abs(v - v.max()).max())
+        + EXP_ULPS * u
+        + gamma(max(n - 1, 1), u)
+        + u * abs(sm.log_zx - float(v.max()))
+        + u * abs(sm.log_zx)
+    )
     terms = abs(math.log(k)) + abs(sm.b0) + (1.0 + ex) * abs(sm.sigma) + abs(uu) + abs(sm.log_zx)
     rho_F = gamma(4, u) * terms + (EXP_ULPS + 2) * u * (abs(math.log(k)) + (1.0 + ex) * abs(sm.sigma))
     tol = xtol + rtol * abs(uu)
@@ -279,8 +295,14 @@ def logsumexp_rounding(v, Ev, u: float) -> float:
     and the final addition by u each."""
     v = np.asarray(v, dtype=np.float64)
     L = logsumexp(v)
-    return (float(np.max(Ev)) + u * float(np.abs(v - v.max()).max()) + EXP_ULPS * u + gamma(max(v.size - 1, 1), u)
-            + u * abs(L - float(v.max())) + u * abs(L))
+    return (
+        float(np.max(Ev))
+        + u * float(np.abs(v - v.max()).max())
+        + EXP_ULPS * u
+        + gamma(max(v.size - 1, 1), u)
+        + u * abs(L - float(v.max()))
+        + u * abs(L)
+    )
 
 
 def mass_gap_rounding(head: Head, x, P, u: float = U64) -> float:
@@ -294,7 +316,6 @@ def mass_gap_rounding(head: Head, x, P, u: float = U64) -> float:
     M = require_invertible_values(head)
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     P = np.asarray(P, dtype=np.float64)
-    Wq, Wk = (np.asarray(w, dtype=np.float64) for w in (head.Wq, head.Wk))
     d = P.shape[0]
     g = score_vector(head, x)
     Eg = score_vector_rounding(head, x, u)

@@ -162,7 +162,9 @@ def zero_mass_prompt(layer: Layer, ds: WitnessDataset) -> np.ndarray:
     For the tight MLP (z -> (1 - kappa) z) this prompt attains the certificate: its max error is (1-kappa) alpha D.
     """
     g = score_vector(single_head(layer), ds.x0)
-    gn = max(float(np.linalg.norm(g)), np.finfo(np.float64).tiny)  # g = 0: any token has lambda = 1/3; harmless
+    gn = float(np.linalg.norm(g))
+    if gn == 0.0:  # every key scores 0 (g = 0): no token can carry less mass; any prompt has lambda = 1/3
+        return np.zeros((g.size, 1))
     low = float(min((ds.X1.T @ g).min(), (ds.X2.T @ g).min()))
     return ((low - 800.0) / gn * (g / gn))[:, None]
 

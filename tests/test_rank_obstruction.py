@@ -15,6 +15,7 @@ import scipy.linalg
 from constructions import rank_obstruction as ro
 from constructions.precision import gamma
 from constructions.residual_mlp import affine_mlp, mlp_apply
+from constructions.single_layer import logsumexp
 from constructions.transformer import MLP, Head, Layer, random_head
 
 LONG = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant  # an extended type whose values float64 rounds
@@ -108,8 +109,9 @@ def _ray_brute(C, V, lower, grid):
 
 def test_ray_sigma_min_closed_forms_case_A():
     # n = 1: sigma_1 = |c + s v| over s >= 1
-    assert ro.ray_sigma_min(np.array([[-1.0]]), np.array([[3.0]]), 1.0) == pytest.approx(2.0, rel=1e-14), \
+    assert ro.ray_sigma_min(np.array([[-1.0]]), np.array([[3.0]]), 1.0) == pytest.approx(2.0, rel=1e-14), (
         "the minimum over s >= 1 of |3 s - 1| is 2 at the ray's vertex s = 1"
+    )
     # vertex minimum of a non-quadratic f: ||(3 s - 1, 1)|| over s >= 1 is sqrt(5) at s = 1, found exactly
     got = ro.ray_sigma_min(np.array([[-1.0], [1.0]]), np.array([[3.0], [0.0]]), 1.0)
     assert got == pytest.approx(math.sqrt(5.0), rel=1e-15), f"vertex minimum sqrt(5) expected, got {got!r}"
@@ -151,6 +153,34 @@ def test_ray_sigma_min_explores_negative_s():
     got = ro.ray_sigma_min(C, V, None)
     assert got <= grid and got < 1e-6, f"adversary {got} vs grid {grid}"
     assert ro.ray_sigma_min(C, V, None) == got, "seeded random starts: the same value again"
+
+
+def _ray_replay(C, V, lower, maxiter=80, seed=0):
+    """The documented search, written out: starts 1, 3, U(0, 5)^n, -U(0, 5)^n from default_rng(seed), BFGS."""
+    from scipy.optimize import minimize
+
+    n = C.shape[1]
+    s_of = (lambda v: v) if lower is None else (lambda v: lower + v * v)
+    f = lambda v: _smin(C + V * s_of(v)[None, :])  # noqa: E731
+    r = np.random.default_rng(seed)
+    best = math.inf
+    for s0 in (np.ones(n), np.full(n, 3.0), r.uniform(0.0, 5.0, n), -r.uniform(0.0, 5.0, n)):
+        v0 = s0 if lower is None else np.sqrt(np.maximum(s0 - lower, 0.0))
+        best = min(best, float(minimize(f, v0, method="BFGS", options={"maxiter": maxiter}).fun), f(v0))
+    return best
+
+
+@pytest.mark.parametrize("seed", [3, 21])
+def test_ray_sigma_min_is_the_documented_search(seed):
+    # ill-scaled instances on which BFGS runs out of its 80 iterations: the iteration cap and every start show
+    rng = np.random.default_rng(seed)
+    n = 5
+    C, V = rng.normal(size=(6, n)) * rng.uniform(0.1, 10), rng.normal(size=(6, n)) * np.exp(rng.normal(size=n) * 2)
+    got = ro.ray_sigma_min(C, V, 1.0)
+    assert got == _ray_replay(C, V, 1.0)
+    assert got > _ray_replay(C, V, 1.0, maxiter=81), "at most 80 iterations"
+    assert got != _ray_replay(C, V, 1.0, seed=1)
+    assert ro.ray_sigma_min(C, V, None) == _ray_replay(C, V, None)
 
 
 def test_ray_sigma_min_case_B_and_determinism():
@@ -201,11 +231,15 @@ def test_dataset_is_the_documented_construction():
     for i, X in enumerate(Xs):
         out = layer(X)[:, -1]  # the layer's own forward pass: MLP(x + Att(x, X)) at the last token
         assert np.allclose(ds.Y[:, i], out + beta[i] * u, rtol=0, atol=1e-13), "y_i = tau(X_i)_last + beta_i u"
-        assert np.allclose(ds.C[:, i] + X[:, -1], np.linalg.solve(np.eye(d) + W2 @ W1, out - layer.mlp.b2
-                                                                  - W2 @ b1), rtol=0, atol=1e-12), \
-            "c_i + x_i = z_i: the all-active MLP's affine inverse of tau(X_i)_last"
-        assert np.allclose(mlp_apply(layer.mlp, X[:, -1] + ds.T[:, i]), ds.Y[:, i], rtol=0, atol=1e-12), \
+        assert np.allclose(
+            ds.C[:, i] + X[:, -1],
+            np.linalg.solve(np.eye(d) + W2 @ W1, out - layer.mlp.b2 - W2 @ b1),
+            rtol=0,
+            atol=1e-12,
+        ), "c_i + x_i = z_i: the all-active MLP's affine inverse of tau(X_i)_last"
+        assert np.allclose(mlp_apply(layer.mlp, X[:, -1] + ds.T[:, i]), ds.Y[:, i], rtol=0, atol=1e-12), (
             "t_i = MLP^-1(y_i) - x_i"
+        )
         z = X[:, -1] + ds.C[:, i]
         assert np.allclose(ds.H[:, i], W1 @ z + b1, rtol=0, atol=1e-13), "H = ReLU(W_1 z + b_1), all active"
     assert np.allclose((np.eye(d) + W2 @ W1) @ ds.w, u, rtol=0, atol=1e-14), "J w = u"
@@ -213,8 +247,9 @@ def test_dataset_is_the_documented_construction():
     # the Jacobian J = I + W_2 W_1 against finite differences of the MLP at an all-active point
     z0 = Xs[0][:, -1] + ds.C[:, 0]
     h = 1e-6
-    J = np.column_stack([(mlp_apply(layer.mlp, z0 + h * e) - mlp_apply(layer.mlp, z0 - h * e)) / (2 * h)
-                         for e in np.eye(d)])
+    J = np.column_stack(
+        [(mlp_apply(layer.mlp, z0 + h * e) - mlp_apply(layer.mlp, z0 - h * e)) / (2 * h) for e in np.eye(d)]
+    )
     assert np.allclose(J @ ro.common_direction(layer.mlp, u), u, rtol=0, atol=1e-8)
 
 
@@ -251,15 +286,18 @@ def test_dataset_draws():
         xs.append(np.concatenate([X.ravel() for X in ds.Xs]))
         mags.append(np.abs(ds.beta))
         mags_vary &= len(set(np.abs(ds.beta).tolist())) == 3
-    signs = np.sign(np.array([ro.rank_obstruction_dataset(layer, 3, np.random.default_rng(300 + k)).beta
-                              for k in range(40)]))
-    assert np.all(np.abs(signs) == 1) and np.any(signs.min(axis=1) != signs.max(axis=1)), \
+    signs = np.sign(
+        np.array([ro.rank_obstruction_dataset(layer, 3, np.random.default_rng(300 + k)).beta for k in range(40)])
+    )
+    assert np.all(np.abs(signs) == 1) and np.any(signs.min(axis=1) != signs.max(axis=1)), (
         "signs are drawn per example from {-1, +1}"
+    )
     assert (signs == 1).mean() == pytest.approx(0.5, abs=0.15) and mags_vary
     xs, mags = np.concatenate(xs), np.concatenate(mags)
     assert xs.min() >= -1.0 and xs.max() <= 1.0 and xs.min() < -0.98 and xs.max() > 0.98
-    assert mags.min() >= 0.5 and mags.max() <= 1.5 and mags.min() < 0.52 and mags.max() > 1.48, \
+    assert mags.min() >= 0.5 and mags.max() <= 1.5 and mags.min() < 0.52 and mags.max() > 1.48, (
         f"|beta| in [0.5, 1.5] (default beta_scale = 1): {mags.min()} .. {mags.max()}"
+    )
     ds = ro.rank_obstruction_dataset(layer, 3, np.random.default_rng(9), beta_scale=1e-3)
     assert np.all((np.abs(ds.beta) >= 0.5e-3) & (np.abs(ds.beta) <= 1.5e-3))
 
@@ -317,16 +355,22 @@ def test_dataset_checks_the_shifted_points_z_plus_beta_w():
         else:
             with pytest.raises(ValueError, match=r"ReLUs active"):
                 ro.rank_obstruction_dataset(layer, 2, Xs=Xs, u=u, beta=beta)
-    assert (W1 @ (Z + np.outer(u, [-6.0, -6.0])) + b1[:, None]).min() < 0 < (
-        W1 @ (Z + np.outer(u, [6.0, 6.0])) + b1[:, None]).min(), "the instance separates the two signs"
+    assert (
+        (W1 @ (Z + np.outer(u, [-6.0, -6.0])) + b1[:, None]).min()
+        < 0
+        < (W1 @ (Z + np.outer(u, [6.0, 6.0])) + b1[:, None]).min()
+    ), "the instance separates the two signs"
 
 
 def test_mlp_active_everywhere_and_common_direction():
     rng = np.random.default_rng(10)
     mlp = _small_mlp(rng, 3, 5, rng.uniform(-1, 1, 5))
     Z = rng.normal(size=(3, 4))
-    want = min(sum(float(mlp.W1[k, j]) * float(Z[j, i]) for j in range(3)) + float(mlp.b1[k])
-               for k in range(5) for i in range(4))
+    want = min(
+        sum(float(mlp.W1[k, j]) * float(Z[j, i]) for j in range(3)) + float(mlp.b1[k])
+        for k in range(5)
+        for i in range(4)
+    )
     assert ro.mlp_active_everywhere(mlp, Z) == pytest.approx(want, rel=1e-13, abs=1e-15)
     u = rng.normal(size=3)
     w = ro.common_direction(mlp, u)
@@ -380,11 +424,28 @@ def test_prompt_lambdas_against_explicit_sums():
         got = ro.prompt_lambdas(head, Xs, P)
         want = [_lambda_brute(head, X, P) for X in Xs]
         assert got.shape == (3,) and np.allclose(got, want, rtol=1e-13, atol=0), f"lambda_i = Z_P/(Z_P + Z_X): {got}"
-    # a prompt scored 1000 below the input: far below 1/(1 + e^700) but positive and finite (no overflow)
+    # faint prompts: t = log Z_X - log Z_P far above 709 (where e^t overflows) gives e^-t / (1 + e^-t), no clamp:
+    # keys 0 and 1 score 0 and 1 (query 1, g = 1), the prompt token p scores p
     one = np.array([[1.0]])
     hd = Head(one, one, one, one)
-    lam = ro.prompt_lambdas(hd, [np.array([[0.0, 1.0]])], np.array([[-1000.0]]))
-    assert 0.0 < lam[0] <= 1.0 / (1.0 + math.exp(699.0)) and np.isfinite(lam[0])
+    X = [np.array([[0.0, 1.0]])]
+    t_of = lambda p: math.log(1.0 + math.e) - p  # noqa: E731
+    for p in (-739.0, -720.0, -2.0, 0.5, 3.0):
+        t = t_of(p)
+        want = math.exp(-t) / (1.0 + math.exp(-t)) if t > 0 else 1.0 / (1.0 + math.exp(t))
+        lam = ro.prompt_lambdas(hd, X, np.array([[p]]))[0]
+        assert lam == pytest.approx(want, rel=1e-12, abs=0.0), f"prompt score {p}: lambda {lam} vs {want}"
+    lam = ro.prompt_lambdas(hd, X, np.array([[-739.0]]))[0]
+    assert 0.0 < lam < 1.0 / (1.0 + math.exp(700.0)), "no clamp at e^700: the faint prompt's weight is not overstated"
+    assert ro.prompt_lambdas(hd, X, np.array([[-1000.0]]))[0] == 0.0, "underflows to 0, never above the true value"
+    assert ro.prompt_lambdas(hd, X, np.array([[math.log(1.0 + math.e)]]))[0] == 0.5  # t = 0: Z_P = Z_X
+    # a loud prompt (t = -798): 1 / (1 + e^t) = 1, where e^-t would overflow
+    assert ro.prompt_lambdas(hd, X, np.array([[800.0]]))[0] == 1.0
+    # the branch for t > 0 is e^-t / (1 + e^-t), bit for bit: at t = 0.983... it differs from 1 / (1 + e^t) by an ulp
+    p = 0.33
+    t = logsumexp(np.array([0.0, 1.0])) - p  # the function's own t, to the bit
+    assert 0 < t < 1 and math.exp(-t) / (1.0 + math.exp(-t)) != 1.0 / (1.0 + math.exp(t))
+    assert ro.prompt_lambdas(hd, X, np.array([[p]]))[0] == math.exp(-t) / (1.0 + math.exp(-t))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -414,12 +475,22 @@ def test_lora_hidden_residual_bound_is_its_formula(u):
     LU = [[sum(abs(L[i, k]) * abs(U[k, j]) for k in range(n)) for j in range(n)] for i in range(n)]
     HH = [[sum(abs(H[k, i]) * abs(H[k, j]) for k in range(r)) for j in range(n)] for i in range(n)]
     for i in range(n):
-        want = (gamma(3 * n, u) * sum(LU[i][j] * abs(y[j]) for j in range(n))
-                + (gamma(r, u) + gamma(n, u)) * sum(HH[i][j] * abs(y[j]) for j in range(n)))
+        want = gamma(3 * n, u) * sum(LU[i][j] * abs(y[j]) for j in range(n)) + (gamma(r, u) + gamma(n, u)) * sum(
+            HH[i][j] * abs(y[j]) for j in range(n)
+        )
         assert got[i] == pytest.approx(want, rel=1e-12), f"example {i}: {got[i]} vs {want}"
     # soundness in float64: the computed v~ meets H^T v~ = beta to within the bound
-    resid = np.array([abs(float(sum(Fraction(float(H[k, i])) * Fraction(float(upd.v[k])) for k in range(r))
-                                - Fraction(float(ds.beta[i])))) for i in range(n)])
+    resid = np.array(
+        [
+            abs(
+                float(
+                    sum(Fraction(float(H[k, i])) * Fraction(float(upd.v[k])) for k in range(r))
+                    - Fraction(float(ds.beta[i]))
+                )
+            )
+            for i in range(n)
+        ]
+    )
     assert np.all(resid <= ro.lora_hidden_residual_bound(ds, upd, 2.0**-53)), f"residuals {resid} exceed the bound"
 
 
