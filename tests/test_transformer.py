@@ -13,7 +13,6 @@ import array_api_compat.numpy as anp
 import mpmath
 import numpy as np
 import pytest
-import torch
 
 import constructions.transformer as tf
 from verify.backends import Backend
@@ -192,6 +191,7 @@ def test_attention_weights_float32_stays_float32_under_the_mask():
 
 def test_attention_stays_on_the_input_device():
     """torch's meta device has no CPU fallback: a mask built on another device is refused there."""
+    torch = pytest.importorskip("torch")  # the torch tox env runs it; the core (numpy) env has no torch
     meta = tf.Head(*(torch.zeros(w.shape, dtype=torch.float64, device="meta") for w in (H0.Wq, H0.Wk, H0.Wv, H0.Wo)))
     Xq, Xk = torch.zeros((D, NQ), device="meta", dtype=torch.float64), torch.zeros((D, N), device="meta").double()
     A = tf.attention_weights(meta, Xq, Xk, causal_offset=0)
@@ -201,6 +201,7 @@ def test_attention_stays_on_the_input_device():
 
 def test_mixed_libraries_are_refused():
     """By the namespace check up front (not by a later crash inside a matmul or a reduction)."""
+    torch = pytest.importorskip("torch")  # the torch tox env runs it; the core (numpy) env has no torch
     T = torch.as_tensor
     with pytest.raises(TypeError, match="namespace"):
         tf.attention_weights(H0, XQ0, T(XK0))
@@ -234,6 +235,7 @@ def test_attention_sums_heads():
 
 
 def test_torch_and_numpy_agree():
+    torch = pytest.importorskip("torch")  # the torch tox env runs it; the core (numpy) env has no torch
     H1 = _head(11, D, S_, 1.3)
     th = [tf.head_to(Backend("torch"), h) for h in (H0, H1)]
     Xq, Xk = torch.as_tensor(XQ0), torch.as_tensor(XK0)
@@ -397,6 +399,7 @@ def test_random_head_draws():
 
 
 def test_head_to_and_mlp_to():
+    torch = pytest.importorskip("torch")  # the torch tox env runs it; the core (numpy) env has no torch
     b32 = Backend(dtype="float32")
     h = tf.head_to(b32, H0)
     for w, ref in zip((h.Wq, h.Wk, h.Wv, h.Wo), (H0.Wq, H0.Wk, H0.Wv, H0.Wo), strict=True):
