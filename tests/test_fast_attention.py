@@ -150,11 +150,14 @@ def test_study_is_registered():
 
 
 @pytest.mark.backends
-def test_bench_sdpa_call_is_the_documented_4d_call():
-    """The bench's SDPA is not slower than torch's documented 4-D call (1.5x, medians, same process)."""
+def test_bench_sdpa_call_is_the_documented_4d_call(monkeypatch):
+    """The bench's SDPA makes torch's documented 4-D call: the same layout (shapes, strides, contiguity), dtype and
+    scale reach F.scaled_dot_product_attention, and the same values come back. A structural check, not a timing:
+    the speed itself is the benchmark's to measure (tools/ and the README), never a timed unit test."""
     torch = pytest.importorskip("torch", reason="torch not installed")
-    import time
     from types import SimpleNamespace
+
+    import torch.nn.functional as F
 
     from properties.fast_attention import bench_methods as bm
 
@@ -164,23 +167,18 @@ def test_bench_sdpa_call_is_the_documented_4d_call():
     assert "4-D" in sdpa.detail
     Q, K, _ = _qkv(n=1024, d=4, B=1.0)
     Q, K, V = (torch.as_tensor(a) for a in (Q, K, np.random.default_rng(2).normal(size=(1024, 4))))
+    real, seen = F.scaled_dot_product_attention, []
 
-    def med(fn):
-        ts = []
-        for _ in range(9):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return sorted(ts)[4]
+    def spy(q, k, v, *a, **kw):
+        seen.append(tuple((x.shape, x.stride(), x.is_contiguous(), x.dtype) for x in (q, k, v)) + (a, kw))
+        return real(q, k, v, *a, **kw)
 
-    med(lambda: sdpa.fn(Q, K, V))  # warm-up both
-    documented = med(lambda: bm.sdpa_documented(torch, Q, K, V, 0.25))
-    ours = med(lambda: sdpa.fn(Q, K, V))
-    assert torch.allclose(sdpa.fn(Q, K, V)[0], bm.sdpa_documented(torch, Q, K, V, 0.25))
-    # retry once: the two calls share the process, but other jobs share the machine
-    if ours > 1.5 * documented:
-        documented, ours = med(lambda: bm.sdpa_documented(torch, Q, K, V, 0.25)), med(lambda: sdpa.fn(Q, K, V))
-    assert ours <= 1.5 * documented, (ours, documented)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    ours = sdpa.fn(Q, K, V)[0]
+    documented = bm.sdpa_documented(torch, Q, K, V, 0.25)
+    assert len(seen) == 2 and seen[0] == seen[1], f"the bench's call {seen[0]} is not the documented {seen[1]}"
+    assert seen[0][0][0] == (1, 1, 1024, 4) and seen[0][0][2], "4-D [batch, heads, n, d], contiguous"
+    assert torch.equal(ours, documented)
 
 
 def test_flop_model_counts_the_code():

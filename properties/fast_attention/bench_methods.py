@@ -237,7 +237,7 @@ def methods(args, ctx, beta) -> dict[str, Method]:
 
 
 def sdpa_documented(torch, Q, K, V, scale):
-    """The call torch documents: 4-D [batch, heads, n, d] tensors (for the test that the bench's call is as fast)."""
+    """The call torch documents: 4-D [batch, heads, n, d] tensors (the test checks the bench makes this same call)."""
     import torch.nn.functional as F
 
     return F.scaled_dot_product_attention(Q[None, None], K[None, None], V[None, None], scale=scale)[0, 0]
