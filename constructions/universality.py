@@ -112,6 +112,10 @@ def resource_counts(d, L, C, alpha, eps, variant="two_ffn", K=None, delta=None) 
         return _symbolic_counts(d, L, K, variant, log10_N)
     L_p = L * N
     n = L_p + L
+    if n >= 1e300:  # every float-valued count (log10 M, radii, eta) overflows: symbolic counts, exact L_p and n
+        out = _symbolic_counts(d, L, K, variant, dL * math.log10(K))
+        out.update(L_p=L_p, n=n)
+        return out
     log10_M = d * n * math.log10(K) + math.log10(L)
     nodes = K ** (d * n) * L if log10_M <= 300 else f"~10^{log10_M:.0f}"
     vocab = n * K**d
@@ -121,7 +125,7 @@ def resource_counts(d, L, C, alpha, eps, variant="two_ffn", K=None, delta=None) 
     try:
         R = cm.xi_for(n, delta_f, r_min, c) * r_max**2
         dps = cm.dps_for(R)
-    except (OverflowError, ValueError):
+    except (OverflowError, ValueError, ZeroDivisionError):  # c^2 underflows to 0 for a huge vocabulary
         R, dps = math.inf, "~inf"
     ff1_w = d * (2 * (n * K - 1) + 1)
     if variant == "two_ffn":

@@ -812,3 +812,18 @@ def test_forward_exact_keys_the_prompt_cache_by_float64_bytes():
     z = tau(np.array([[0, 1, 0, 0]], dtype=np.int64))  # the whole input as int64 (X = 0)
     assert float(z[0, 0]) == float(tau.forward_exact(np.array([[0.0, 1.0, 0.0]]), np.array([[0.0]]))[0][0])
     tau._prompt_cache.clear()
+
+
+def test_resource_counts_of_huge_constructions_are_strings_not_crashes():
+    # c_theory ~ 6e-164 at this vocabulary: c^2 underflows in xi_for (was ZeroDivisionError); R and dps are unbounded
+    r = un.resource_counts(2, 40, 1.0, 1.0, 1.0, K=10)
+    assert r["R"] == math.inf and r["dps"] == "~inf" and isinstance(r["nodes_M"], str)
+    # n = L (N + 1) ~ 4e402 exceeds a float (log10 M = d n log10 K was an OverflowError): exact L_p and n, symbolic rest
+    r = un.resource_counts(1, 400, 1.0, 1.0, 1.0, K=10)
+    assert r["L_p"] == 400 * 10**400 and r["n"] == 400 * 10**400 + 400
+    assert r["nodes_M"] == "~10^(10^402.6)" and r["log10_nodes_M"] == math.inf and r["dps"] == "~inf"
+    past = un.resource_counts(1, 299, 1.0, 1.0, 1.0, K=10)  # n ~ 3e301 > 1e300: the same symbolic branch
+    assert past["log10_nodes_M"] == math.inf
+    for args in ((2, 40, 1.0, 1.0, 1.0), (1, 400, 1.0, 1.0, 1.0)):
+        with pytest.raises(ValueError, match="exceeds the node budget"):
+            un.build_prompt_tuned_transformer(*args, K=10)
