@@ -15,28 +15,17 @@ from constructions.precision import gamma
 from constructions.residual_mlp import inverse_iterations, mlp_eval_rounding, mlp_kappa
 from constructions.single_layer import attention_rounding, mlp_rounding
 from constructions.transformer import MLP, Head, Layer, prompt_tuned, random_contractive_mlp
+from tests.oracles import softmax_attention_ref
 
 # ---------------------------------------------------------------------------------------------
 # helpers: an attention written out by hand, diagonal heads with exact norms
 
 
-def _att(heads, x, S):
-    """sum_h W_o W_v S softmax(S^T W_k^T W_q x), with explicit loops over keys (independent of transformer)."""
-    out = np.zeros(S.shape[0])
-    for h in heads:
-        g = np.asarray(h.Wk, dtype=np.float64).T @ (np.asarray(h.Wq, dtype=np.float64) @ x)
-        sc = [float(S[:, k] @ g) for k in range(S.shape[1])]
-        mx = max(sc)
-        w = [math.exp(s - mx) for s in sc]
-        tot = sum(w)
-        v = sum((w[k] / tot) * S[:, k] for k in range(S.shape[1]))
-        out = out + np.asarray(h.Wo, dtype=np.float64) @ (np.asarray(h.Wv, dtype=np.float64) @ v)
-    return out
-
-
 def _causal_map(heads, P, X):
     """X -> [Att(x_j, [P, x_1..x_j])]_j, flattened column-major."""
-    cols = [_att(heads, X[:, j], np.concatenate([P, X[:, : j + 1]], axis=1)) for j in range(X.shape[1])]
+    cols = [
+        softmax_attention_ref(heads, X[:, j], np.concatenate([P, X[:, : j + 1]], axis=1)) for j in range(X.shape[1])
+    ]
     return np.concatenate(cols)
 
 
@@ -244,7 +233,11 @@ def _forward_states(layers, P, X):
         Xs.append(Z[:, mp:].copy())
         Zs.append(
             np.stack(
-                [Z[:, mp + j] + _att(ly.heads, Z[:, mp + j], Z[:, : mp + j + 1]) for j in range(X.shape[1])], axis=1
+                [
+                    Z[:, mp + j] + softmax_attention_ref(ly.heads, Z[:, mp + j], Z[:, : mp + j + 1])
+                    for j in range(X.shape[1])
+                ],
+                axis=1,
             )
         )
         Z = ly(Z)
@@ -269,7 +262,7 @@ def test_causal_inverse_recovers_each_layer_in_forward_order():
         s1 = [
             float(
                 np.linalg.norm(
-                    _att(
+                    softmax_attention_ref(
                         layers[li].heads,
                         inv.Zs[li][:, j],
                         np.concatenate([Ps[li], inv.Xs[li][:, :j], inv.Zs[li][:, j : j + 1]], axis=1),

@@ -14,6 +14,7 @@ import pytest
 from constructions import single_layer as sl
 from constructions.residual_mlp import mp_mlp
 from constructions.transformer import MLP, Head, Layer, attention, mp_matrix, prompt_tuned, random_contractive_mlp
+from tests.oracles import gamma_ref
 
 U32 = 2.0**-24
 LD_DISTINCT = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
@@ -24,11 +25,6 @@ def _ctx(prec=200):
     ctx = mpmath.MPContext()
     ctx.prec = prec
     return ctx
-
-
-def _g(n, u):
-    """gamma_n = n u / (1 - n u) (Higham Thm 3.1), written out here independently."""
-    return math.inf if n * u >= 1 else n * u / (1 - n * u)
 
 
 def _ld(a):
@@ -139,7 +135,8 @@ def _score_rounding_loop(h, x, u):
     s, d = Wq.shape
     q = [sum(Wq[k, i] * x[i] for i in range(d)) for k in range(s)]
     qa = [sum(abs(Wq[k, i]) * abs(x[i]) for i in range(d)) for k in range(s)]
-    return [sum(abs(Wk[k, j]) * (_g(s, u) * abs(q[k]) + _g(d, u) * qa[k]) for k in range(s)) for j in range(d)]
+    gs, gd = gamma_ref(s, u), gamma_ref(d, u)
+    return [sum(abs(Wk[k, j]) * (gs * abs(q[k]) + gd * qa[k]) for k in range(s)) for j in range(d)]
 
 
 @pytest.mark.parametrize("u", [2.0**-53, U32, 2.0**-8])
@@ -295,7 +292,7 @@ def _attention_rounding_loop(layer, x, S, u, extra):
     for h in sl.heads_of(layer):
         Wq, Wk, Wv, Wo = h.Wq, h.Wk, h.Wv, h.Wo
         s = Wq.shape[0]
-        gd, gs, gn, gse = _g(d + extra, u), _g(s, u), _g(n, u), _g(s + extra, u)
+        gd, gs, gn, gse = gamma_ref(d + extra, u), gamma_ref(s, u), gamma_ref(n, u), gamma_ref(s + extra, u)
         a = [[sum(Wk[k, i] * S[i, c] for i in range(d)) for c in range(n)] for k in range(s)]
         Ea = [[gd * sum(abs(Wk[k, i]) * abs(S[i, c]) for i in range(d)) for c in range(n)] for k in range(s)]
         b = [sum(Wq[k, i] * x[i] for i in range(d)) for k in range(s)]
@@ -327,11 +324,11 @@ def _mlp_rounding_loop(mlp, z, Ez, u, extra):
     W1, b1, W2, b2 = mlp.W1, mlp.b1, mlp.W2, mlp.b2
     r, d = W1.shape
     hp = [sum(W1[k, i] * z[i] for i in range(d)) + b1[k] for k in range(r)]
-    Eh = [_g(d + 1 + extra, u) * (sum(abs(W1[k, i]) * abs(z[i]) for i in range(d)) + abs(b1[k]))
+    Eh = [gamma_ref(d + 1 + extra, u) * (sum(abs(W1[k, i]) * abs(z[i]) for i in range(d)) + abs(b1[k]))
           + sum(abs(W1[k, i]) * Ez[i] for i in range(d)) for k in range(r)]
     h = [max(t, 0.0) for t in hp]
     R = [sum(W2[i, k] * h[k] for k in range(r)) + b2[i] for i in range(d)]
-    ER = [_g(r + 1 + extra, u) * (sum(abs(W2[i, k]) * h[k] for k in range(r)) + abs(b2[i]))
+    ER = [gamma_ref(r + 1 + extra, u) * (sum(abs(W2[i, k]) * h[k] for k in range(r)) + abs(b2[i]))
           + sum(abs(W2[i, k]) * Eh[k] for k in range(r)) for i in range(d)]
     out = [z[i] + R[i] for i in range(d)]
     return np.array(out), np.array([Ez[i] + ER[i] + u * abs(out[i]) for i in range(d)])

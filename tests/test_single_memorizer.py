@@ -15,15 +15,12 @@ import pytest
 from constructions import single_memorizer as sm_mod
 from constructions.single_layer import EXP_ULPS, attend, attention_rounding, score_vector_rounding
 from constructions.transformer import MLP, Head, Layer
+from tests.oracles import gamma_ref
 
 U = 2.0**-53
 
 # ---------------------------------------------------------------------------------------------
 # helpers written out by hand (independent of single_layer / transformer)
-
-
-def _gamma(n, u):
-    return n * u / (1.0 - n * u)
 
 
 def _g(head, x):
@@ -490,15 +487,15 @@ def _bound_by_hand(head, x, X, t, sm, u, xtol, rtol):
     _, Ec = attention_rounding(Layer((head,), None), x, X, u)
     nEc, ntc = math.sqrt(sum(e * e for e in Ec)), math.sqrt(sum(e * e for e in (t - c)))
     aq = [abs(q0[i]) + s * abs(q1[i]) for i in range(d)]
-    delta = [_gamma(2, u) * a for a in aq]
-    r0 = _gamma(3 * d, u) * np.linalg.norm(sm.lu_abs @ np.abs(q0))
-    r1 = _gamma(3 * d, u) * np.linalg.norm(sm.lu_abs @ np.abs(q1))
+    delta = [gamma_ref(2, u) * a for a in aq]
+    r0 = gamma_ref(3 * d, u) * np.linalg.norm(sm.lu_abs @ np.abs(q0))
+    r1 = gamma_ref(3 * d, u) * np.linalg.norm(sm.lu_abs @ np.abs(q1))
     Md = math.sqrt(sum(sum(A[i, j] * delta[j] for j in range(d)) ** 2 for i in range(d)))
     Mp_b = (s - 1) * nEc + r0 + s * u * ntc + s * r1 + Md
     Eg = score_vector_rounding(head, x, u)
     ex = math.exp(uu)
     e_s = u * s + EXP_ULPS * u * ex
-    gd = _gamma(d, u)
+    gd = gamma_ref(d, u)
     gp = sum(Eg[i] * aq[i] for i in range(d))
     gp += gd * sum(abs(g[i]) * abs(q0[i]) for i in range(d))
     gp += e_s * abs(sum(g[i] * q1[i] for i in range(d)))
@@ -510,10 +507,10 @@ def _bound_by_hand(head, x, X, t, sm, u, xtol, rtol):
         for j in range(n)
     ]
     vm = max(v)
-    lse = max(Ev) + u * max(vm - vj for vj in v) + EXP_ULPS * u + _gamma(max(n - 1, 1), u)
+    lse = max(Ev) + u * max(vm - vj for vj in v) + EXP_ULPS * u + gamma_ref(max(n - 1, 1), u)
     lse += u * abs(sm.log_zx - vm) + u * abs(sm.log_zx)
     lk = abs(math.log(k))
-    rho = _gamma(4, u) * (lk + abs(sm.b0) + (1 + ex) * abs(sm.sigma) + abs(uu) + abs(sm.log_zx))
+    rho = gamma_ref(4, u) * (lk + abs(sm.b0) + (1 + ex) * abs(sm.sigma) + abs(uu) + abs(sm.log_zx))
     rho += (EXP_ULPS + 2) * u * (lk + (1 + ex) * abs(sm.sigma))
     tol = xtol + rtol * abs(uu)
     slope = 1 + math.exp(uu + 2 * tol) * abs(sm.sigma)
@@ -684,7 +681,7 @@ def test_logsumexp_rounding_formula():
         vv = np.array(v)
         L = float(mpmath.log(mpmath.fsum(mpmath.exp(a) for a in v)))
         n = len(v)
-        want = max(Ev) + u * (max(v) - min(v)) + EXP_ULPS * u + _gamma(max(n - 1, 1), u)
+        want = max(Ev) + u * (max(v) - min(v)) + EXP_ULPS * u + gamma_ref(max(n - 1, 1), u)
         want += u * abs(L - max(v)) + u * abs(L)
         got = sm_mod.logsumexp_rounding(vv, np.array(Ev), u)
         assert type(got) is float and got == pytest.approx(want, rel=1e-13, abs=0.0)
@@ -704,7 +701,8 @@ def _mass_gap_rounding_by_hand(head, x, P, u):
     v = P.T @ g
     Ev = np.array(
         [
-            _gamma(d, u) * sum(abs(P[i, j]) * abs(g[i]) for i in range(d)) + sum(abs(P[i, j]) * Eg[i] for i in range(d))
+            gamma_ref(d, u) * sum(abs(P[i, j]) * abs(g[i]) for i in range(d))
+            + sum(abs(P[i, j]) * Eg[i] for i in range(d))
             for j in range(m)
         ]
     )
@@ -716,8 +714,8 @@ def _mass_gap_rounding_by_hand(head, x, P, u):
     Pm, L, Uf = lu(M)
     q = np.linalg.solve(M, _att(head, x, P))
     mtg = np.abs(np.linalg.solve(M.T, g))
-    E_q = _gamma(3 * d, u) * float(mtg @ (np.abs(L) @ np.abs(Uf) @ np.abs(q))) + float(mtg @ Ea)
-    E_dot = float(Eg @ np.abs(q)) + _gamma(d, u) * float(np.abs(g) @ np.abs(q))
+    E_q = gamma_ref(3 * d, u) * float(mtg @ (np.abs(L) @ np.abs(Uf) @ np.abs(q))) + float(mtg @ Ea)
+    E_dot = float(Eg @ np.abs(q)) + gamma_ref(d, u) * float(np.abs(g) @ np.abs(q))
     Lz = math.log(sum(math.exp(a) for a in v))
     return E_lse + E_q + E_dot + u * (abs(Lz) + abs(float(g @ q)))
 

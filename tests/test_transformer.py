@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import constructions.transformer as tf
+from tests.oracles import gamma_ref
 from verify.backends import Backend
 
 U32 = 2.0**-24
@@ -25,11 +26,6 @@ def _ctx(dps=40):
     ctx = mpmath.MPContext()
     ctx.dps = dps
     return ctx
-
-
-def _g(n, u):
-    """gamma_n = n u / (1 - n u), written out independently."""
-    return math.inf if n * u >= 1 else n * u / (1 - n * u)
 
 
 def _head(seed, d, s, scale=1.0):
@@ -460,7 +456,7 @@ def _srf_ref(S, u):
     n = S.shape[0]
     for j in range(S.shape[1]):
         spread = np.abs(S[:, j] - S[:, j].max())
-        first = u * (spread + spread.max() + 2.0) + _g(max(n - 1, 1), u)
+        first = u * (spread + spread.max() + 2.0) + gamma_ref(max(n - 1, 1), u)
         out[:, j] = first * (1.0 + 2.0 * first) + 2.0 * u * u
     return out
 
@@ -473,10 +469,10 @@ def _arf_ref(head, Xq, Xk, u, tiny):
     mag = (np.abs(Wk) @ np.abs(Xk)).T @ (np.abs(Wq) @ np.abs(Xq))
     srf = _srf_ref(S, u)
     VM = np.abs(Wo) @ np.abs(Wv) @ np.abs(Xk)
-    g = _g(d + n + s, u)
+    g = gamma_ref(d + n + s, u)
     out = np.empty((d, nq))
     for q in range(nq):
-        eS = _g(2 * d + s, u) * mag[:, q].max()
+        eS = gamma_ref(2 * d + s, u) * mag[:, q].max()
         rho = srf[:, q] + math.expm1(2.0 * eS)
         rho = rho * (1.0 + 2.0 * rho)
         A = _softmax_ref(S[:, q])
@@ -499,11 +495,11 @@ def _pmf_ref(head, x, P, X, u, tiny, clip=700.0):
     def logmass(Sm):
         a = ((Wk @ Sm).T @ (Wq @ x))[:, 0]
         lse = a.max() + math.log(np.exp(a - a.max()).sum())
-        err = (_g(2 * d + s, u) * ((np.abs(Wk) @ np.abs(Sm)).T @ (np.abs(Wq) @ np.abs(x)))).max()
+        err = (gamma_ref(2 * d + s, u) * ((np.abs(Wk) @ np.abs(Sm)).T @ (np.abs(Wq) @ np.abs(x)))).max()
         return lse, err
 
     (lp, ep), (lx, ex) = logmass(P), logmass(X)
-    e = ep + ex + _g(max(P.shape[1], X.shape[1]) + 3, u) * (abs(lp) + abs(lx) + 2.0)
+    e = ep + ex + gamma_ref(max(P.shape[1], X.shape[1]) + 3, u) * (abs(lp) + abs(lx) + 2.0)
     lam = 1.0 / (1.0 + math.exp(min(lx - lp, clip)))
     dlam = lam * (1.0 - lam) * math.expm1(e) + 3.0 * u + tiny
     w = _wvm_ref(head, x, P)[:, 0] + _wvm_ref(head, x, X)[:, 0]

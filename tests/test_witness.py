@@ -13,16 +13,7 @@ import pytest
 from constructions import witness as wt
 from constructions.residual_mlp import affine_mlp
 from constructions.transformer import MLP, Head, Layer, random_contractive_mlp
-
-
-def _softmax_att(head, x, S):
-    """W_o W_v S softmax(S^T W_k^T W_q x), keys looped by hand (independent of transformer)."""
-    g = np.asarray(head.Wk).T @ (np.asarray(head.Wq) @ x)
-    sc = [float(S[:, k] @ g) for k in range(S.shape[1])]
-    mx = max(sc)
-    w = [math.exp(s - mx) for s in sc]
-    v = sum((w[k] / sum(w)) * S[:, k] for k in range(S.shape[1]))
-    return np.asarray(head.Wo) @ (np.asarray(head.Wv) @ v)
+from tests.oracles import softmax_attention_ref
 
 
 def _mlp(mlp, z):
@@ -58,15 +49,15 @@ def test_witness_dataset_from_tokens_is_the_documented_recipe():
     np.testing.assert_array_equal(ds.X1, np.stack([x1, x0], axis=1))
     np.testing.assert_array_equal(ds.X2, np.stack([x2, x0], axis=1))
     np.testing.assert_array_equal(ds.x0, x0)
-    c1, c2 = _softmax_att(head, x0, ds.X1), _softmax_att(head, x0, ds.X2)
+    c1, c2 = softmax_attention_ref((head,), x0, ds.X1), softmax_attention_ref((head,), x0, ds.X2)
     np.testing.assert_allclose(ds.c1, c1, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(ds.c2, c2, rtol=1e-13, atol=1e-15)
     D = float(np.linalg.norm(c1 - c2))
     assert ds.D == pytest.approx(D, rel=1e-12, abs=0.0) and ds.D > 0.05
     np.testing.assert_allclose(ds.t1, c1 + 0.7 * (c1 - c2), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(ds.t2, c2 + 0.7 * (c2 - c1), rtol=1e-12, atol=1e-15)
-    y11 = _mlp(layer.mlp, x1 + _softmax_att(head, x1, ds.X1))
-    y21 = _mlp(layer.mlp, x2 + _softmax_att(head, x2, ds.X2))
+    y11 = _mlp(layer.mlp, x1 + softmax_attention_ref((head,), x1, ds.X1))
+    y21 = _mlp(layer.mlp, x2 + softmax_attention_ref((head,), x2, ds.X2))
     np.testing.assert_allclose(ds.Y1, np.stack([y11, _mlp(layer.mlp, x0 + ds.t1)], axis=1), rtol=1e-12)
     np.testing.assert_allclose(ds.Y2, np.stack([y21, _mlp(layer.mlp, x0 + ds.t2)], axis=1), rtol=1e-12)
     assert ds.alpha == 0.7 and type(ds.alpha) is float
@@ -267,7 +258,9 @@ def test_witness_errors_float_mpmath_and_backend_arrays():
     em = wt.mp_witness_errors(mp, layer, ds, P)
     for i, (X, Y) in enumerate(((ds.X1, ds.Y1), (ds.X2, ds.Y2))):
         S = np.concatenate([P, X], axis=1)
-        want = float(np.linalg.norm(_mlp(layer.mlp, S[:, -1] + _softmax_att(layer.heads[0], S[:, -1], S)) - Y[:, -1]))
+        want = float(
+            np.linalg.norm(_mlp(layer.mlp, S[:, -1] + softmax_attention_ref(layer.heads, S[:, -1], S)) - Y[:, -1])
+        )
         assert e[i] == pytest.approx(want, rel=1e-12, abs=0.0)
         assert float(em[i]) == pytest.approx(want, rel=1e-12, abs=0.0)
         assert isinstance(em[i], mp.mpf)
