@@ -92,9 +92,9 @@ def degree_for_log_eps(beta: float, log_eps: float, kind: str = "chebyshev", g_m
         return 0
     lo, hi = 0, 1
     while log_rho_bound(kind, hi, beta) > log_eps:
-        lo, hi = hi, 2 * hi
-        if hi > g_max:
+        if hi >= g_max:
             raise ValueError(f"degree needed exceeds g_max={g_max} (beta={beta:g}, log eps={log_eps:g})")
+        lo, hi = hi, min(2 * hi, g_max)
     while lo < hi:  # the bound is decreasing in g once g+1 > beta (and beyond the first doubling)
         mid = (lo + hi) // 2
         if log_rho_bound(kind, mid, beta) <= log_eps:
@@ -108,7 +108,7 @@ def degree_for_log_eps(beta: float, log_eps: float, kind: str = "chebyshev", g_m
 def _coefficients(kind: str, g: int, beta: float) -> tuple[float, ...]:
     """Monomial coefficients of the degree-g approximant, computed in mpmath and rounded once to float64."""
     if kind == "taylor" or beta == 0.0:
-        return tuple(1.0 / math.factorial(j) for j in range(g + 1))
+        return tuple(1 / math.factorial(j) for j in range(g + 1))  # int / int: rounded once, no OverflowError past 170!
     import mpmath
 
     ctx = mpmath.MPContext()

@@ -222,34 +222,153 @@ def _f64(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
+def _below1(x):
+    """x where x < 1, else 0: a safe argument for log1p(-x) and 1 / (1 - x); the caller masks those entries."""
+    return np.where(np.asarray(x) < 1.0, x, 0.0)
+
+
+def _weight_errors(eS, spread, u: float):
+    """Per-weight and per-column relative errors of fl(softmax) at u (see attention_rounding_floor)."""
+    from constructions.precision import gamma
+
+    n = spread.shape[0]
+    alpha = np.expm1(eS + u * spread * (1.0 + u) + np.log1p(2.0 * u) + np.log1p(u))
+    tau = np.expm1(u * spread * (1.0 + u) + np.log1p(2.0 * u))
+    return alpha, tau, gamma(max(n - 1, 1), u)
+
+
 def attention_rounding_floor(head: Head, Xq, Xk, u: float, tiny: float = 2.0**-1022) -> np.ndarray:
-    """Entry-wise bound (d x n_q) on |fl(head_attention(head, Xq, Xk)) - exact| at unit roundoff u.
+    """Entry-wise bound (d x n_q) on |fl(head_attention(head, Xq, Xk)) - exact| at unit roundoff u (see
+    _attention_floor_and_magnitude)."""
+    return _attention_floor_and_magnitude(head, Xq, Xk, u, tiny)[0]
 
-    Operation by operation, in head_attention's order (Higham §3.1-3.5; gamma_k = k u / (1 - k u)):
-      logits S = (W_k Xk)^T (W_q Xq), inner sizes d, d, s: |fl(S) - S| <= e_S = gamma_{2d+s} (|W_k||Xk|)^T (|W_q||Xq|);
-      weights A = softmax(S) per query column: relative error <= rho_l = u (|S_l - max S| + max spread + 2)
-        + gamma_{n-1} + expm1(2 max e_S) (precision.softmax_relative_floor, plus the logits' own error), to second
-        order (rho (1 + 2 rho));
-      W_o ((W_v Xk) A): the d-, n- and s-term products round with gamma_{d+n+s} on the magnitudes, and the weights'
-        error moves the output by rho-weighted value magnitudes:
-      |err|_{r,q} <= sum_l (rho_lq + gamma_{d+n+s} (1 + rho_lq)) A_lq (|W_o| |W_v| |Xk|)_{r,l}.
-    A weight that underflows to 0 is < ``tiny`` (the format's smallest normal; 0 for mpmath's exponent range),
-    an absolute term the relative rho cannot cover. Magnitudes are inputs and intermediates (fl(S), fl(A)),
-    never the output under test.
+
+def _attention_floor_and_magnitude(head: Head, Xq, Xk, u: float, tiny: float = 2.0**-1022):
+    """(floor, magnitude): floor bounds |fl(head_attention) - exact| entry-wise, magnitude bounds |exact|.
+
+    Operation by operation, in head_attention's order (Higham §3.1-3.5; gamma_k = k u / (1 - k u)), with the
+    magnitudes of computed intermediates (cancellation kept) where they are available, each widened so that it
+    bounds the backend's intermediate too (the floor evaluates them in float64; a backend at u differs from them
+    by gamma_k(u) + gamma_k(2^-53) times the input magnitudes):
+      K = W_k Xk, Q = W_q Xq (inner d), S = K^T Q (inner s):
+        e_S = gamma_s |K|^T |Q| + gamma_d (|W_k||Xk|)^T |Q| + |K|^T gamma_d (|W_q||Xq|);
+      A = softmax(S) per query column, with S's error e_S: A_hat_l = A_l (1 + alpha_l) (1 + beta), where
+        alpha_l = exp(e_S,l + u spread_l (1 + u)) (1 + 2u)(1 + u) - 1 per weight (the shift, exp to 1 ulp, the
+          division) and beta = exp(max_l e_S,l) / ((1 - tau_bar)(1 - gamma_{n-1})) - 1 common to the column
+          (the normaliser's share of the logits' error, sum_l A_l tau_l of the numerators' rounding, the n-term sum);
+      out = W_o ((W_v Xk) A), V = W_v Xk (inner d), Y = V A (inner n), out = W_o Y (inner s):
+        |err| <= gamma_d |W_o||W_v||Xk| A_hat + |W_o V| (A alpha) (1 + beta) + beta |W_o V A|
+                 + gamma_n |W_o||V| A_hat + gamma_s |W_o||Y|,
+      where the common factor beta moves the output by beta |out| (cancellation kept) instead of beta times the
+      value magnitudes. A weight that underflows to 0 is < ``tiny`` (the format's smallest normal; 0 for mpmath's
+      exponent range), an absolute term the relative bounds cannot cover. The result is widened by
+      1 + 1e-9 for the float64 evaluation of the floor itself (it needs 2 gamma_{2(n+d+s)+30}(2^-53) < 1e-9:
+      n + d + s < 10^6). Magnitudes are inputs and
+      intermediates (fl(K), fl(Q), fl(S), fl(A), fl(V), fl(W_o V), fl(W_o V A)), never the output under test.
     """
-    from constructions.precision import gamma, softmax_relative_floor
+    Wv, Wo, Xk64 = _f64(head.Wv), _f64(head.Wo), _f64(Xk)
+    S, eS, e64, eSx = _logit_errors(head, Xq, Xk, u)
+    sb = _softmax_bounds(S, eS, e64, eSx, u, tiny)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err, WVA = _attention_error_terms(Wo, Wv, Xk64, sb.A, sb.Aup, sb.alpha, sb.beta, sb.a64, sb.b64, u, tiny)
+    return np.where(sb.ok, err * _FLOOR_WIDEN, np.inf), np.where(sb.ok, WVA * _FLOOR_WIDEN, np.inf)
 
-    Wq, Wk, Wv, Wo, Xq, Xk = (_f64(a) for a in (head.Wq, head.Wk, head.Wv, head.Wo, Xq, Xk))
-    d, s, n = Xk.shape[0], Wq.shape[0], Xk.shape[1]
-    e_S = gamma(2 * d + s, u) * ((np.abs(Wk) @ np.abs(Xk)).T @ (np.abs(Wq) @ np.abs(Xq)))
-    S = (Wk @ Xk).T @ (Wq @ Xq)
-    rho = softmax_relative_floor(S, u, axis=0) + np.expm1(2.0 * np.max(e_S, axis=0, keepdims=True))
-    rho = rho * (1.0 + 2.0 * rho)
-    E = np.exp(S - np.max(S, axis=0, keepdims=True))
+
+_FLOOR_WIDEN = 1.0 + 1e-9  # the floors' own float64 evaluation: 2 gamma_{2(n+d+s)+30}(2^-53) < 1e-9 for n+d+s < 10^6
+
+
+def _logit_errors(head: Head, Xq, Xk, u: float):
+    """(fl(S), e_S at u, e_S at 2^-53, e_S at max(u, 2^-53)): the logits S = (W_k Xk)^T (W_q Xq) in float64 and
+    bounds on a backend's logit error, gamma_s |K|^T |Q| + gamma_d (|W_k||Xk|)^T |Q| + |K|^T gamma_d (|W_q||Xq|),
+    with |K| = |fl(K)| + (gamma_d(u) + gamma_d(2^-53)) |W_k||Xk| (and Q alike) bounding the backend's and the exact."""
+    from constructions.precision import gamma
+
+    u64 = 2.0**-53
+    Wq, Wk, Xq, Xk = (_f64(a) for a in (head.Wq, head.Wk, Xq, Xk))
+    d, s = Xk.shape[0], Wq.shape[0]
+    mK, mQ = np.abs(Wk) @ np.abs(Xk), np.abs(Wq) @ np.abs(Xq)
+    K, Q = Wk @ Xk, Wq @ Xq
+    wide = gamma(d, u) + gamma(d, u64)
+    aK, aQ = np.abs(K) + wide * mK, np.abs(Q) + wide * mQ
+
+    def e_at(uk):
+        g_d, g_s = gamma(d, uk), gamma(s, uk)
+        return g_s * (aK.T @ aQ) + (g_d * mK).T @ aQ + aK.T @ (g_d * mQ)
+
+    return K.T @ Q, e_at(u), e_at(u64), e_at(max(u, u64))
+
+
+@dataclass(frozen=True)
+class SoftmaxBounds:
+    """Bounds on the weights of one softmax per column (see attention_rounding_floor): A the float64 weights,
+    Aup >= the exact ones, alpha / beta the backend's per-weight / per-column relative errors at u, a64 / b64 the
+    same at 2^-53 (through which Aup bounds the exact weights), dead the keys left to the tiny term, ok the columns
+    with a finite bound."""
+
+    A: np.ndarray
+    Aup: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    a64: np.ndarray
+    b64: np.ndarray
+    dead: np.ndarray
+    ok: np.ndarray
+
+
+def _softmax_bounds(S, eS, e64, eSx, u: float, tiny: float) -> SoftmaxBounds:
+    u64 = 2.0**-53
+    top = np.max(S, axis=0, keepdims=True)
+    spread = np.abs(S - top)
+    spread_up = spread + eSx + np.max(eSx, axis=0, keepdims=True)  # the backend's spread, too
+    E = np.exp(S - top)
     A = E / np.sum(E, axis=0, keepdims=True)
-    VM = np.abs(Wo) @ (np.abs(Wv) @ np.abs(Xk))  # d x n value magnitudes
-    g = gamma(d + n + s, u)
-    return VM @ ((rho + g * (1.0 + rho)) * A) + np.sum(VM, axis=1, keepdims=True) * tiny
+    # a weight that underflows to 0 in float64 with a logit error far below its 745-wide margin is < tiny, exact and
+    # computed: the tiny term covers it, and it moves the normaliser by < n e^-685, so neither its relative errors
+    # (which may exceed 1 at a huge spread) nor its logit's error enter the relative bounds
+    dead = (A == 0.0) & (tiny > 0) & (eSx + np.max(eSx, axis=0, keepdims=True) + u64 * spread < 30.0)
+
+    def rel(uk, e):
+        alpha, tau, g1 = _weight_errors(e, spread_up, uk)
+        return alpha, tau, g1, np.max(np.where(dead, 0.0, e), axis=0, keepdims=True)
+
+    a64, t64, g64, m64 = rel(u64, e64)  # g64 = gamma_{n-1}(2^-53) < 1 for any n an array can hold
+    alpha, tau, g1, mS = rel(u, eS)
+    a64, t64 = np.where(dead, 0.0, a64), np.where(dead, 0.0, t64)
+    # a relative error of 1 or more (huge logits, u near 1/n) leaves nothing to divide by: that column is unbounded;
+    # t64 <= a64 entry-wise, so a64 < 1 makes every division below safe
+    ok = (g1 < 1.0) & np.all(a64 < 1.0, axis=0, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t64_max = np.max(_below1(t64), axis=0, keepdims=True)
+        b64 = np.expm1(m64 - np.log1p(-t64_max) - np.log1p(-g64))
+        ok = ok & (b64 < 1.0)
+        Aup = np.where(ok, A / ((1.0 - _below1(a64)) * (1.0 - _below1(b64))), 0.0)  # >= the exact softmax(S)
+        # dead keys add < n 2^-1074 of the normaliser (its top term is 1), far below the final widening
+        tau_bar = np.minimum(np.max(tau, axis=0, keepdims=True), np.sum(Aup * tau, axis=0, keepdims=True))
+        ok = ok & (tau_bar < 1.0)
+        beta = np.where(ok, np.expm1(mS - np.log1p(-_below1(tau_bar)) - np.log1p(-_below1(g1))), 0.0)
+    return SoftmaxBounds(A, Aup, alpha, beta, a64, b64, dead, ok)
+
+
+def _attention_error_terms(Wo, Wv, Xk, A, Aup, alpha, beta, a64, b64, u, tiny):
+    """The output stage of attention_rounding_floor: (error bound, bound on |W_o V A|) from the weights' bounds."""
+    from constructions.precision import gamma
+
+    u64 = 2.0**-53
+    d, s, n = Xk.shape[0], Wv.shape[0], Xk.shape[1]
+    gd, gs, gn = gamma(d, u), gamma(s, u), gamma(n, u)
+    hd, hs, hn = gamma(d, u64), gamma(s, u64), gamma(n, u64)
+    aWo, mV, V = np.abs(Wo), np.abs(Wv) @ np.abs(Xk), Wv @ Xk
+    aV = np.abs(V) + (gd + hd) * mV
+    Ahat = Aup * (1.0 + alpha) * (1.0 + beta)  # >= the backend's weights
+    dA, dA64 = alpha + beta + alpha * beta, a64 + b64 + a64 * b64
+    VM = aWo @ mV
+    M = Wo @ V
+    WoV = np.abs(M) + hs * (aWo @ np.abs(V)) + hd * VM  # >= |W_o V| for the exact V
+    WVA = np.abs(M @ A) + hn * (np.abs(M) @ A) + (hs * (aWo @ np.abs(V)) + hd * VM) @ Aup + WoV @ (Aup * dA64)
+    Y = np.abs(V @ A) + (gn + hn) * (aV @ Ahat) + (gd + hd) * (mV @ Ahat) + aV @ (Aup * (dA + dA64))
+    err = (gd * (VM @ Ahat) + (WoV @ (Aup * alpha)) * (1.0 + beta) + beta * WVA + gn * (aWo @ (aV @ Ahat))
+           + gs * (aWo @ Y) + np.sum(VM, axis=1, keepdims=True) * tiny)
+    return err, WVA
 
 
 def weighted_value_magnitude(head: Head, Xq, Xk) -> np.ndarray:
@@ -268,13 +387,14 @@ def prompt_mixture_floor(head: Head, x, P, X, u: float, tiny: float = 2.0**-1022
     an error e in l_X - l_P moves lam by <= lam (1 - lam) expm1(e) (d lam / d diff = -lam (1 - lam)), e <= the two
     logits' errors + the log-sum-exp roundings gamma_{n+3} (|l_P| + |l_X| + 2); then 1/(1 + exp) rounds 3 times and
     the combination 3 more: |err| <= |d lam| |att_P - att_X| + max(floor_P, floor_X) + 6 u (|att_P| + |att_X|),
-    with |att_P - att_X| <= wP + wX and |att_S| <= wS, the attention-weighted value magnitudes.
+    with |att_P - att_X| <= mP + mX and |fl(att_S)| <= mS + floor_S, mS the bound on |att_S| that
+    _attention_floor_and_magnitude derives from fl(W_o V) fl(A) (cancellation kept).
     """
     from constructions.precision import gamma
 
     x, P, X = _f64(x).reshape(-1, 1), _f64(P), _f64(X)
-    fP = attention_rounding_floor(head, x, P, u, tiny)[:, 0]
-    fX = attention_rounding_floor(head, x, X, u, tiny)[:, 0]
+    fP, mP = (a[:, 0] for a in _attention_floor_and_magnitude(head, x, P, u, tiny))
+    fX, mX = (a[:, 0] for a in _attention_floor_and_magnitude(head, x, X, u, tiny))
     Wq, Wk, Wv, Wo = (_f64(w) for w in (head.Wq, head.Wk, head.Wv, head.Wo))
     d, s = x.shape[0], Wq.shape[0]
     g = Wq @ x
@@ -291,5 +411,4 @@ def prompt_mixture_floor(head: Head, x, P, X, u: float, tiny: float = 2.0**-1022
     diff = lx - lp
     lam = 1.0 / (1.0 + np.exp(min(diff, 700.0)))
     dlam = lam * (1.0 - lam) * np.expm1(e) + 3.0 * u + tiny
-    w = weighted_value_magnitude(head, x, P)[:, 0] + weighted_value_magnitude(head, x, X)[:, 0]
-    return dlam * w + np.maximum(fP, fX) + 6.0 * u * w
+    return dlam * (mP + mX) + np.maximum(fP, fX) + 6.0 * u * (mP + mX + fP + fX)

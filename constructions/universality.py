@@ -393,12 +393,18 @@ def _build_cached(d, L, K, eta, variant, C, alpha, eps) -> PromptTunedTransforme
 
 
 def _universality_head(vocab, n, K, d) -> cm.ContextualHead:
-    """Lemma D over all positioned grid tokens: eps = delta, r_min = sqrt(d); d = 1: w = e = 1, c = 1."""
+    """Lemma D over all positioned grid tokens: eps = delta, r_min = sqrt(d); d = 1: w = e = 1, c = 1.
+
+    d > 1: eps = min(delta, the float vocabulary's own separation). For a non-dyadic K the float tokens
+    j + 1 + c/K are rounded, so their spacing comes out a few ulps below 1/K; the head is built for the
+    tokens it is given, whose separation is what Lemma D's hypothesis needs (a smaller eps is the sound side).
+    """
     if d == 1:
         r_min, r_max = 1.0, float(n + 1 - 1.0 / K)
         return cm.ContextualHead(w=np.ones(1), e=np.ones(1), n=n, eps=1.0 / K, r_min=r_min, r_max=r_max, c=1.0,
                                  c_emp=1.0, n_vocab=vocab.shape[1])
-    return cm.lemma_d(vocab=vocab, n=n, eps=1.0 / K, c="theory", rng=np.random.default_rng(0))
+    eps = min(1.0 / K, cm.separation(vocab)[2])
+    return cm.lemma_d(vocab=vocab, n=n, eps=eps, c="theory", rng=np.random.default_rng(0))
 
 
 def build_prompt_tuned_transformer(d, L, C, alpha, eps, variant="two_ffn", K=None, delta=None,

@@ -62,10 +62,13 @@ def _floor_cases():
 
 
 # A rigorous gamma_n bound is a worst case over summation orders: on random instances the attention output is
-# an average of values of both signs, so its rounding error is ~u |output| while the bound scales with the
-# weighted value magnitudes and n. Measured median over-estimation (typical cases, seed 0): attention ~360x,
-# prompt mixture ~870x; the tests pin soundness and keep the factor from growing.
-ATTENTION_FLOOR_FACTOR_MAX = 1000.0
+# an average of values of both signs, so its rounding error is a random walk, ~ sqrt(n) u |values|, while any bound
+# valid for every order of the n-term sum V A pays gamma_n sum_l |v_l| a_l. Measured median over-estimation
+# (typical cases, seed 0, float64): attention 165x, prompt mixture 173x (before the floors kept the cancellation
+# in W_o V A and split the softmax's common normaliser from the per-weight errors: 620x and 747x); float32: 218x.
+# The sum term alone is ~100-3000x of the true error on these instances, so the issue's 100x is out of reach for
+# an order-free bound at n up to 96; the tests pin soundness and keep the factor from growing back.
+ATTENTION_FLOOR_FACTOR_MAX = 250.0
 
 
 def test_attention_rounding_floor_is_sound():
@@ -112,4 +115,34 @@ def test_prompt_mixture_floor_is_sound():
         if typical and err.max() > 0:
             factors.append(float(floor.max() / err.max()))
     assert worst <= 1.0, f"prompt_mixture_floor below the true error by {worst}"
+    assert np.median(factors) <= ATTENTION_FLOOR_FACTOR_MAX, np.median(factors)
+
+
+def test_attention_rounding_floor_is_sound_in_float32():
+    """The floor at u = 2^-24 bounds a float32 evaluation: its float64 intermediates are widened to cover float32's."""
+    import mpmath
+
+    from constructions import transformer as tr
+    from properties.strategies import head_of
+
+    ctx = mpmath.MPContext()
+    ctx.dps = 60
+    worst, factors = 0.0, []
+    for typical, inst in _floor_cases():
+        h = head_of(inst)
+        h32 = tr.Head(*(np.asarray(w, np.float32) for w in (h.Wq, h.Wk, h.Wv, h.Wo)))
+        Z32 = np.concatenate([inst["P"], inst["X"]], axis=1).astype(np.float32)
+        out = tr.head_attention(h32, Z32[:, -inst["m"]:][:, :1], Z32)[:, 0]
+        assert out.dtype == np.float32
+        h64 = tr.Head(*(np.asarray(w, np.float64) for w in (h32.Wq, h32.Wk, h32.Wv, h32.Wo)))
+        Z = Z32.astype(np.float64)
+        xq = Z[:, -inst["m"]:][:, :1]
+        ex = tr.head_attention_mp(ctx, h64, xq[:, 0], Z)
+        err = np.array([float(abs(ctx.mpf(float(out[r])) - ex[r])) for r in range(len(ex))])
+        tiny32 = float(np.finfo(np.float32).tiny)
+        floor = tr.attention_rounding_floor(h64, xq, Z, UNIT_ROUNDOFF["float32"], tiny32)[:, 0]
+        worst = max(worst, float(np.max(err / floor)))
+        if typical and err.max() > 0:
+            factors.append(float(floor.max() / err.max()))
+    assert worst <= 1.0, f"attention_rounding_floor (float32) below the true error by {worst}"
     assert np.median(factors) <= ATTENTION_FLOOR_FACTOR_MAX, np.median(factors)

@@ -450,35 +450,121 @@ def test_random_contractive_mlp_refuses_negative_kappa():
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _srf_ref(S, u):
-    """precision.softmax_relative_floor, per column: u(|l - max| + max spread + 2) + gamma_{max(n-1,1)}, 2nd order."""
-    out = np.empty_like(S)
-    n = S.shape[0]
-    for j in range(S.shape[1]):
-        spread = np.abs(S[:, j] - S[:, j].max())
-        first = u * (spread + spread.max() + 2.0) + gamma_ref(max(n - 1, 1), u)
-        out[:, j] = first * (1.0 + 2.0 * first) + 2.0 * u * u
-    return out
+def _mm(A, B):
+    """A @ B by explicit loops in Python floats."""
+    return np.array([[math.fsum(A[i, k] * B[k, j] for k in range(A.shape[1])) for j in range(B.shape[1])]
+                     for i in range(A.shape[0])]).reshape(A.shape[0], B.shape[1])
 
 
-def _arf_ref(head, Xq, Xk, u, tiny):
+def _arf_parts_ref(head, Xq, Xk, u, tiny):
+    """attention_rounding_floor's documented bound, one query column, key and output row at a time."""
     Wq, Wk, Wv, Wo = (np.asarray(w, dtype=np.float64) for w in (head.Wq, head.Wk, head.Wv, head.Wo))
     Xq, Xk = np.asarray(Xq, dtype=np.float64), np.asarray(Xk, dtype=np.float64)
     d, n, s, nq = Xk.shape[0], Xk.shape[1], Wq.shape[0], Xq.shape[1]
-    S = (Wk @ Xk).T @ (Wq @ Xq)
-    mag = (np.abs(Wk) @ np.abs(Xk)).T @ (np.abs(Wq) @ np.abs(Xq))
-    srf = _srf_ref(S, u)
-    VM = np.abs(Wo) @ np.abs(Wv) @ np.abs(Xk)
-    g = gamma_ref(d + n + s, u)
-    out = np.empty((d, nq))
+    sv = Wv.shape[0]  # the value width: W_o's inner size
+    u64 = 2.0**-53
+    g = {k: (gamma_ref(k, u), gamma_ref(k, u64), gamma_ref(k, max(u, u64))) for k in (d, s, sv, n, max(n - 1, 1))}
+    K, Q, V = _mm(Wk, Xk), _mm(Wq, Xq), _mm(Wv, Xk)
+    mK, mQ, mV = _mm(abs(Wk), abs(Xk)), _mm(abs(Wq), abs(Xq)), _mm(abs(Wv), abs(Xk))
+    aK = abs(K) + (g[d][0] + g[d][1]) * mK
+    aQ = abs(Q) + (g[d][0] + g[d][1]) * mQ
+    aV = abs(V) + (g[d][0] + g[d][1]) * mV
+    M = _mm(Wo, V)
+    VM = _mm(abs(Wo), mV)
+    WoVm = _mm(abs(Wo), abs(V))
+    floor, mag = np.empty((d, nq)), np.empty((d, nq))
+    parts = {k: np.zeros((n, nq)) for k in ("S", "e", "e64", "ex", "A", "Aup", "alpha", "a64", "dead")}
+    parts.update({k: np.zeros((1, nq)) for k in ("beta", "b64", "ok")})
     for q in range(nq):
-        eS = gamma_ref(2 * d + s, u) * mag[:, q].max()
-        rho = srf[:, q] + math.expm1(2.0 * eS)
-        rho = rho * (1.0 + 2.0 * rho)
-        A = _softmax_ref(S[:, q])
+        S = [math.fsum(K[c, l] * Q[c, q] for c in range(s)) for l in range(n)]
+
+        def e_at(i, q=q):  # i = 0: at u, 1: at 2^-53, 2: at max(u, 2^-53)
+            return [g[s][i] * math.fsum(aK[c, l] * aQ[c, q] for c in range(s))
+                    + math.fsum(g[d][i] * mK[c, l] * aQ[c, q] for c in range(s))
+                    + math.fsum(aK[c, l] * g[d][i] * mQ[c, q] for c in range(s)) for l in range(n)]
+
+        e, e64, ex = e_at(0), e_at(1), e_at(2)
+        top = max(S)
+        spread = [abs(x - top) for x in S]
+        sp = [spread[l] + ex[l] + max(ex) for l in range(n)]
+        E = [math.exp(x - top) for x in S]
+        A = [x / math.fsum(E) for x in E]
+
+        def alpha_of(uk, ee, l, sp=sp):
+            return math.expm1(ee[l] + uk * sp[l] * (1 + uk) + math.log1p(2 * uk) + math.log1p(uk))
+
+        def tau_of(uk, l, sp=sp):
+            return math.expm1(uk * sp[l] * (1 + uk) + math.log1p(2 * uk))
+
+        dead = [A[l] == 0.0 and tiny > 0 and ex[l] + max(ex) + u64 * spread[l] < 30.0 for l in range(n)]
+        e64_live, e_live = max(e64[l] for l in range(n) if not dead[l]), max(e[l] for l in range(n) if not dead[l])
+        a64 = [0.0 if dead[l] else alpha_of(u64, e64, l) for l in range(n)]
+        alpha = [alpha_of(u, e, l) for l in range(n)]
+        for key, val in (("S", S), ("e", e), ("e64", e64), ("ex", ex), ("A", A), ("alpha", alpha), ("dead", dead)):
+            parts[key][:, q] = val
+        parts["a64"][:, q] = a64
+        g1, g64 = g[max(n - 1, 1)][0], g[max(n - 1, 1)][1]
+        floor[:, q] = mag[:, q] = math.inf
+        if not (g1 < 1 and max(a64) < 1):
+            continue
+        t64 = max(0.0 if dead[l] else tau_of(u64, l) for l in range(n))
+        b64 = math.expm1(e64_live - math.log1p(-t64) - math.log1p(-g64))
+        parts["b64"][0, q] = b64
+        if not b64 < 1:
+            continue
+        Aup = [A[l] / ((1 - a64[l]) * (1 - b64)) for l in range(n)]
+        parts["Aup"][:, q] = Aup
+        tau_bar = min(max(tau_of(u, l) for l in range(n)), math.fsum(Aup[l] * tau_of(u, l) for l in range(n)))
+        if not tau_bar < 1:
+            continue
+        beta = math.expm1(e_live - math.log1p(-tau_bar) - math.log1p(-g1))
+        parts["beta"][0, q], parts["ok"][0, q] = beta, 1.0
+        Ah = [Aup[l] * (1 + alpha[l]) * (1 + beta) for l in range(n)]
+        dA = [alpha[l] + beta + alpha[l] * beta for l in range(n)]
+        dA64 = [a64[l] + b64 + a64[l] * b64 for l in range(n)]
+        gd, gs, gn = g[d][0], g[sv][0], g[n][0]
+        hd, hs, hn = g[d][1], g[sv][1], g[n][1]
+        Y = [abs(math.fsum(V[c, l] * A[l] for l in range(n)))
+             + math.fsum((gn + hn) * aV[c, l] * Ah[l] + (gd + hd) * mV[c, l] * Ah[l]
+                         + aV[c, l] * Aup[l] * (dA[l] + dA64[l]) for l in range(n)) for c in range(sv)]
+        widen = 1 + 1e-9  # documented: covers 2 gamma_{2(n+d+s)+30}(2^-53) while n + d + s < 10^6
         for r in range(d):
-            out[r, q] = sum((rho[i] + g * (1.0 + rho[i])) * A[i] * VM[r, i] for i in range(n)) + VM[r].sum() * tiny
-    return out
+            WoV = [abs(M[r, l]) + hs * WoVm[r, l] + hd * VM[r, l] for l in range(n)]
+            wva = (abs(math.fsum(M[r, l] * A[l] for l in range(n)))
+                   + math.fsum(hn * abs(M[r, l]) * A[l] for l in range(n))
+                   + math.fsum((hs * WoVm[r, l] + hd * VM[r, l]) * Aup[l] + WoV[l] * Aup[l] * dA64[l]
+                               for l in range(n)))
+            err = (math.fsum(gd * VM[r, l] * Ah[l] for l in range(n))
+                   + math.fsum(WoV[l] * Aup[l] * alpha[l] for l in range(n)) * (1 + beta) + beta * wva
+                   + math.fsum(gn * abs(Wo[r, c]) * aV[c, l] * Ah[l] for c in range(sv) for l in range(n))
+                   + math.fsum(gs * abs(Wo[r, c]) * Y[c] for c in range(sv)) + math.fsum(VM[r]) * tiny)
+            floor[r, q], mag[r, q] = err * widen, wva * widen
+    return floor, mag, parts
+
+
+def _arf_ref(head, Xq, Xk, u, tiny):
+    return _arf_parts_ref(head, Xq, Xk, u, tiny)[0]
+
+
+def _check_parts(head, Xq, Xk, u, tiny):
+    """The floor's intermediates, each against the reference: the u-level slack terms are ~1e-16 of the floor, so
+    only a direct comparison sees them."""
+    floor, mag, ref = _arf_parts_ref(head, Xq, Xk, u, tiny)
+    S, eS, e64, eSx = tf._logit_errors(head, Xq, Xk, u)
+    for name, got in (("S", S), ("e", eS), ("e64", e64), ("ex", eSx)):
+        _close(got, ref[name], 1e-12)
+    sb = tf._softmax_bounds(S, eS, e64, eSx, u, tiny)
+    assert np.array_equal(sb.dead, ref["dead"] == 1.0) and np.array_equal(sb.ok, ref["ok"] == 1.0)
+    ok = sb.ok[0]
+    for name in ("A", "alpha", "a64"):
+        _close(getattr(sb, name), ref[name], 1e-12)
+    for name in ("Aup", "beta"):
+        _close(getattr(sb, name)[:, ok], ref[name][:, ok], 1e-12)
+    _close(sb.b64[:, ok], ref["b64"][:, ok], 1e-12)
+    got_floor, got_mag = tf._attention_floor_and_magnitude(head, Xq, Xk, u, tiny)
+    _close(got_floor, floor, 1e-12)
+    _close(got_mag, mag, 1e-12)
+    return sb
 
 
 def _wvm_ref(head, Xq, Xk):
@@ -490,7 +576,7 @@ def _pmf_ref(head, x, P, X, u, tiny, clip=700.0):
     x = np.asarray(x, dtype=np.float64).reshape(-1, 1)
     Wq, Wk = np.asarray(head.Wq, float), np.asarray(head.Wk, float)
     d, s = x.shape[0], Wq.shape[0]
-    fP, fX = _arf_ref(head, x, P, u, tiny)[:, 0], _arf_ref(head, x, X, u, tiny)[:, 0]
+    (fP, mP), (fX, mX) = ((a[:, 0] for a in _arf_parts_ref(head, x, Z, u, tiny)[:2]) for Z in (P, X))
 
     def logmass(Sm):
         a = ((Wk @ Sm).T @ (Wq @ x))[:, 0]
@@ -502,8 +588,7 @@ def _pmf_ref(head, x, P, X, u, tiny, clip=700.0):
     e = ep + ex + gamma_ref(max(P.shape[1], X.shape[1]) + 3, u) * (abs(lp) + abs(lx) + 2.0)
     lam = 1.0 / (1.0 + math.exp(min(lx - lp, clip)))
     dlam = lam * (1.0 - lam) * math.expm1(e) + 3.0 * u + tiny
-    w = _wvm_ref(head, x, P)[:, 0] + _wvm_ref(head, x, X)[:, 0]
-    return dlam * w + np.maximum(fP, fX) + 6.0 * u * w
+    return dlam * (mP + mX) + np.maximum(fP, fX) + 6.0 * u * (mP + mX + fP + fX)
 
 
 def _floor_instances():
@@ -511,12 +596,15 @@ def _floor_instances():
     return [(H0, XQ0, XK0), (_head(31, 2, 4, 0.7), XQ0[:2, :3] * 1.5, XK0[:2, :]), (lh, lxq, lxk)]
 
 
-@pytest.mark.parametrize("u,tiny", [(1e-3, 0.0), (1e-3, 1e-4), (U32, 2.0**-1022)])
+@pytest.mark.parametrize(
+    "u,tiny", [(1e-3, 0.0), (1e-3, 1e-4), (U32, 2.0**-1022), (2.0**-53, 2.0**-1022), (1e-20, 0.0)]
+)
 def test_attention_rounding_floor_formula(u, tiny):
     for head, Xq, Xk in _floor_instances():
         got = tf.attention_rounding_floor(head, Xq, Xk, u, tiny)
         assert got.shape == (Xk.shape[0], Xq.shape[1])
         _close(got, _arf_ref(head, Xq, Xk, u, tiny), 1e-12)
+        assert _check_parts(head, Xq, Xk, u, tiny).ok.all()
     if tiny == 2.0**-1022:
         _close(tf.attention_rounding_floor(H0, XQ0, XK0, u), _arf_ref(H0, XQ0, XK0, u, tiny), 1e-12)
 
@@ -627,3 +715,71 @@ def test_prompt_mixture_floor_is_sound_in_float32():
         assert np.all(err <= floor)
         w = tf.weighted_value_magnitude(head, x, P)[:, 0] + tf.weighted_value_magnitude(head, x, X)[:, 0]
         assert np.all(floor <= 1e-3 * w)
+
+
+def test_attention_rounding_floor_underflowing_and_unbounded_columns():
+    one = np.ones((1, 1))
+    head = tf.Head(one, one, one, one)
+    # a key 800 below the top: its float64 weight is 0, so only the tiny term covers it (finite, the reference's value)
+    xk = np.array([[0.0, -800.0, 0.5]])
+    got = tf.attention_rounding_floor(head, one, xk, 2.0**-53, 2.0**-1022)
+    assert np.all(np.isfinite(got)) and got[0, 0] > 0
+    _close(got, _arf_ref(head, one, xk, 2.0**-53, 2.0**-1022), 1e-12)
+    _close(tf.attention_rounding_floor(head, one, xk, 2.0**-53, 0.0), _arf_ref(head, one, xk, 2.0**-53, 0.0), 1e-12)
+    # a key 1e16 below: u |spread| and its logit's error (~3) exceed 1, yet its weight is 0 either way: still finite
+    far = np.array([[0.0, -1e16, 0.5]])
+    got = tf.attention_rounding_floor(head, one, far, 2.0**-53, 2.0**-1022)
+    assert np.all(np.isfinite(got)), got
+    assert _check_parts(head, one, far, 2.0**-53, 2.0**-1022).dead[1, 0]
+    _close(got, _arf_ref(head, one, far, 2.0**-53, 2.0**-1022), 1e-12)
+    assert np.all(np.isinf(tf.attention_rounding_floor(head, one, far, 2.0**-53, 0.0)))  # no tiny: no way to cover it
+    # n u >= 1 (no relative bound on the n-term sum) and a 1e17 logit (its error alone exceeds 1): unbounded, never nan
+    for u, keys in ((0.4, np.ones((1, 3))), (2.0**-53, np.array([[0.0, 1e17]]))):
+        got = tf.attention_rounding_floor(head, one, keys, u, 2.0**-1022)
+        assert np.all(np.isinf(got)) and np.all(np.isinf(_arf_ref(head, one, keys, u, 2.0**-1022)))
+    # keys 3e16 .. 6e16 below the top: the dead-key criterion (errors + u spread < 30) flips across them
+    status = []
+    for far_key in (3e16, 4.5e16, 6e16):
+        keys = np.array([[0.0, -far_key, 0.5]])
+        for tn in (2.0**-1022, 0.0):
+            sb = _check_parts(head, one, keys, 2.0**-53, tn)
+            status.append((bool(sb.dead[1, 0]), bool(sb.ok[0, 0])))
+    assert (True, True) in status and (False, False) in status, status
+    # two query columns: the criterion and the live maxima are per column (a 1e-11 query makes the far key dead)
+    sb = _check_parts(head, np.array([[1.0, 1e-11]]), np.array([[0.0, -4.5e16, 0.5, -3e16]]), 2.0**-53, 2.0**-1022)
+    assert sb.dead[1, 1] and not sb.ok[0, 0] and sb.ok[0, 1]
+    # the criterion uses each column's own largest logit error: the key at -1e17 makes column 0's ~33, which keeps
+    # its 1e4-below key live there, while in column 1 (query 0.1: errors ~3) both far keys are dead
+    sb = _check_parts(head, np.array([[1.0, 0.1]]), np.array([[0.0, -1e17, -1e4, 0.5]]), 2.0**-53, 2.0**-1022)
+    assert sb.dead[1, 1] and sb.dead[2, 1] and not sb.dead[2, 0]
+    # one column unbounded, the other finite: the columns are decided separately
+    two = tf.attention_rounding_floor(head, np.array([[1.0, 1e-30]]), np.array([[0.0, 1e17]]), 2.0**-53, 2.0**-1022)
+    assert np.isinf(two[0, 0]) and np.isfinite(two[0, 1])
+
+
+def test_attention_rounding_floor_each_unbounded_condition_alone():
+    """Each reason for an unbounded column, with the others satisfied: the n-term sum's gamma_{n-1} >= 1 (u = 0.01,
+    102 keys), the normaliser's 2^-53 error b64 >= 1 with every per-weight a64 < 1 (logits 1.8e15 and 0.8e15), and
+    the numerators' rounding tau_bar >= 1 (u = 0.22, 0.45 over two close keys)."""
+    one = np.ones((1, 1))
+    head = tf.Head(one, one, one, one)
+    cases = (
+        (0.01, np.linspace(0.0, 1.0, 102)[None, :], "g1"),  # gamma_101(0.01) = inf
+        (0.01, np.linspace(0.0, 1.0, 56)[None, :], "g1"),  # gamma_55(0.01) = 1.22: in [1, 2)
+        (2.0**-53, np.array([[1.8e15, 0.8e15]]), "b64"),
+        (0.45, np.array([[0.0, -1.0]]), "tau"),
+        (0.22, np.array([[0.0, -1.0]]), "tau"),  # tau_bar = 1.41: in [1, 2)
+    )
+    for u, keys, why in cases:
+        sb = _check_parts(head, one, keys, u, 0.0)
+        assert not sb.ok.any(), why
+        assert np.all(np.isinf(tf.attention_rounding_floor(head, one, keys, u, 0.0))), why
+        if why == "b64":
+            assert np.max(sb.a64) < 1.0 <= sb.b64[0, 0] < 2.0
+        else:
+            assert np.max(sb.a64) < 1.0 and sb.b64[0, 0] < 1.0, why
+    # the same keys one step inside each limit are bounded
+    for u, keys in ((0.01, np.linspace(0.0, 1.0, 40)[None, :]), (2.0**-53, np.array([[1.2e15, 0.2e15]])),
+                    (0.1, np.array([[0.0, -1.0]]))):
+        assert _check_parts(head, one, keys, u, 0.0).ok.all()
+

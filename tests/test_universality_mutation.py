@@ -458,6 +458,34 @@ def test_universality_head_d2_is_lemma_d_replayed():
     assert h.c == cm.c_theory(8, 2) and h.r_min == pytest.approx(math.sqrt(2), rel=1e-15, abs=0.0)
 
 
+def test_universality_head_d2_non_dyadic_K_builds_on_the_float_tokens_separation():
+    """K = 3, 5, 10: the rounded tokens are a few ulps closer than 1/K; the head takes that separation."""
+    n = 2
+    for K in (3, 5, 10):
+        vocab = np.array(
+            [[(j + 1) + ci / K for ci in cell] for j in range(n) for cell in itertools.product(range(K), repeat=2)]
+        ).T
+        dists = [
+            math.dist(vocab[:, a], vocab[:, b]) for a in range(vocab.shape[1]) for b in range(a + 1, vocab.shape[1])
+        ]
+        eps_min = min(dists)
+        assert eps_min < 1.0 / K, f"K = {K}: the float grid should be just below 1/K, got {eps_min!r}"
+        with pytest.raises(ValueError, match="separation hypothesis"):
+            cm.lemma_d(vocab=vocab, n=n, eps=1.0 / K, c="theory", rng=np.random.default_rng(0))
+        h = un._universality_head(vocab, n, K, 2)
+        assert h.eps == pytest.approx(eps_min, rel=4 * 2.0**-53, abs=0.0) and h.eps <= 1.0 / K
+        assert 1.0 / K - h.eps <= 64 * 2.0**-53 * (n + 1), f"K = {K}: eps {h.eps!r} is not 1/K up to rounding"
+        ref = cm.lemma_d(vocab=vocab, n=n, eps=h.eps, c="theory", rng=np.random.default_rng(0))
+        assert np.array_equal(h.w, ref.w) and (h.c, h.n_vocab) == (cm.c_theory(2 * K * K, 2), 2 * K * K)
+
+
+def test_universality_head_d2_caps_eps_at_delta_for_a_wider_vocabulary():
+    # tokens 1 apart: their own separation (1) exceeds delta = 1/4, and the head keeps delta
+    vocab = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 2.0], [2.0, 1.0]]).T
+    h = un._universality_head(vocab, 2, 4, 2)
+    assert h.eps == 0.25, f"eps = {h.eps!r}: the head must keep eps = delta = 1/K when the tokens are wider apart"
+
+
 def _small_head(d, L, K):
     N = K ** (d * L)
     n = L * N + L
@@ -824,6 +852,18 @@ def test_resource_counts_of_huge_constructions_are_strings_not_crashes():
     assert r["nodes_M"] == "~10^(10^402.6)" and r["log10_nodes_M"] == math.inf and r["dps"] == "~inf"
     past = un.resource_counts(1, 299, 1.0, 1.0, 1.0, K=10)  # n ~ 3e301 > 1e300: the same symbolic branch
     assert past["log10_nodes_M"] == math.inf
+    # n == 1e300 exactly (d = L = 1, K = 10^300 - 1 as the float 1e300's integer minus 1): already symbolic
+    X = int(1e300)
+    at = un.resource_counts(1, 1, 1.0, 1.0, 1.0, K=X - 1)
+    assert at["n"] == X and at["log10_nodes_M"] == math.inf and at["R"] == math.inf
+    below = un.resource_counts(1, 1, 1.0, 1.0, 1.0, K=X - 2)
+    assert below["n"] == X - 1 and math.isfinite(below["log10_nodes_M"]), "n < 1e300 keeps the float counts"
+    # the huge-n branch hands variant and log10 N = dL log10 K (here 400 with K = 100, not 10) on
+    big = un.resource_counts(1, 200, 1.0, 1.0, 1.0, "multi_ffn", K=100)
+    want = un._symbolic_counts(1, 200, 100, "multi_ffn", 400.0)
+    want.update(L_p=200 * 100**200, n=200 * 100**200 + 200)
+    assert big == want and big["variant"] == "multi_ffn" and big["ffn_widths"] == ("huge", 4)
+    assert big["nodes_M"] == "~10^(10^402.6)" and big["ffn_layers"] == "1 + ~10^(10^402.6)"
     for args in ((2, 40, 1.0, 1.0, 1.0), (1, 400, 1.0, 1.0, 1.0)):
         with pytest.raises(ValueError, match="exceeds the node budget"):
             un.build_prompt_tuned_transformer(*args, K=10)
