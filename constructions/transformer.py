@@ -16,6 +16,8 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as array_device
 
+from constructions.precision import UNIT_ROUNDOFF
+
 
 def softmax_columns(S, xp=None):
     """Column-wise softmax (each column is one query, normalised over the keys, axis 0)."""
@@ -274,6 +276,7 @@ def _attention_floor_and_magnitude(head: Head, Xq, Xk, u: float, tiny: float = 2
     return np.where(sb.ok, err * _FLOOR_WIDEN, np.inf), np.where(sb.ok, WVA * _FLOOR_WIDEN, np.inf)
 
 
+_U64 = UNIT_ROUNDOFF["float64"]  # the float64 intermediates the floors evaluate; a backend at u is widened to them
 _FLOOR_WIDEN = 1.0 + 1e-9  # the floors' own float64 evaluation: 2 gamma_{2(n+d+s)+30}(2^-53) < 1e-9 for n+d+s < 10^6
 
 
@@ -283,19 +286,18 @@ def _logit_errors(head: Head, Xq, Xk, u: float):
     with |K| = |fl(K)| + (gamma_d(u) + gamma_d(2^-53)) |W_k||Xk| (and Q alike) bounding the backend's and the exact."""
     from constructions.precision import gamma
 
-    u64 = 2.0**-53
     Wq, Wk, Xq, Xk = (_f64(a) for a in (head.Wq, head.Wk, Xq, Xk))
     d, s = Xk.shape[0], Wq.shape[0]
     mK, mQ = np.abs(Wk) @ np.abs(Xk), np.abs(Wq) @ np.abs(Xq)
     K, Q = Wk @ Xk, Wq @ Xq
-    wide = gamma(d, u) + gamma(d, u64)
+    wide = gamma(d, u) + gamma(d, _U64)
     aK, aQ = np.abs(K) + wide * mK, np.abs(Q) + wide * mQ
 
     def e_at(uk):
         g_d, g_s = gamma(d, uk), gamma(s, uk)
         return g_s * (aK.T @ aQ) + (g_d * mK).T @ aQ + aK.T @ (g_d * mQ)
 
-    return K.T @ Q, e_at(u), e_at(u64), e_at(max(u, u64))
+    return K.T @ Q, e_at(u), e_at(_U64), e_at(max(u, _U64))
 
 
 @dataclass(frozen=True)
@@ -316,22 +318,22 @@ class SoftmaxBounds:
 
 
 def _softmax_bounds(S, eS, e64, eSx, u: float, tiny: float) -> SoftmaxBounds:
-    u64 = 2.0**-53
     top = np.max(S, axis=0, keepdims=True)
     spread = np.abs(S - top)
-    spread_up = spread + eSx + np.max(eSx, axis=0, keepdims=True)  # the backend's spread, too
+    ex_top = np.max(eSx, axis=0, keepdims=True)
+    spread_up = spread + eSx + ex_top  # the backend's spread, too
     E = np.exp(S - top)
     A = E / np.sum(E, axis=0, keepdims=True)
     # a weight that underflows to 0 in float64 with a logit error far below its 745-wide margin is < tiny, exact and
     # computed: the tiny term covers it, and it moves the normaliser by < n e^-685, so neither its relative errors
     # (which may exceed 1 at a huge spread) nor its logit's error enter the relative bounds
-    dead = (A == 0.0) & (tiny > 0) & (eSx + np.max(eSx, axis=0, keepdims=True) + u64 * spread < 30.0)
+    dead = (A == 0.0) & (tiny > 0) & (eSx + ex_top + _U64 * spread < 30.0)
 
     def rel(uk, e):
         alpha, tau, g1 = _weight_errors(e, spread_up, uk)
         return alpha, tau, g1, np.max(np.where(dead, 0.0, e), axis=0, keepdims=True)
 
-    a64, t64, g64, m64 = rel(u64, e64)  # g64 = gamma_{n-1}(2^-53) < 1 for any n an array can hold
+    a64, t64, g64, m64 = rel(_U64, e64)  # g64 = gamma_{n-1}(2^-53) < 1 for any n an array can hold
     alpha, tau, g1, mS = rel(u, eS)
     a64, t64 = np.where(dead, 0.0, a64), np.where(dead, 0.0, t64)
     # a relative error of 1 or more (huge logits, u near 1/n) leaves nothing to divide by: that column is unbounded;
@@ -353,18 +355,18 @@ def _attention_error_terms(Wo, Wv, Xk, A, Aup, alpha, beta, a64, b64, u, tiny):
     """The output stage of attention_rounding_floor: (error bound, bound on |W_o V A|) from the weights' bounds."""
     from constructions.precision import gamma
 
-    u64 = 2.0**-53
     d, s, n = Xk.shape[0], Wv.shape[0], Xk.shape[1]
     gd, gs, gn = gamma(d, u), gamma(s, u), gamma(n, u)
-    hd, hs, hn = gamma(d, u64), gamma(s, u64), gamma(n, u64)
+    hd, hs, hn = gamma(d, _U64), gamma(s, _U64), gamma(n, _U64)
     aWo, mV, V = np.abs(Wo), np.abs(Wv) @ np.abs(Xk), Wv @ Xk
     aV = np.abs(V) + (gd + hd) * mV
     Ahat = Aup * (1.0 + alpha) * (1.0 + beta)  # >= the backend's weights
     dA, dA64 = alpha + beta + alpha * beta, a64 + b64 + a64 * b64
     VM = aWo @ mV
     M = Wo @ V
-    WoV = np.abs(M) + hs * (aWo @ np.abs(V)) + hd * VM  # >= |W_o V| for the exact V
-    WVA = np.abs(M @ A) + hn * (np.abs(M) @ A) + (hs * (aWo @ np.abs(V)) + hd * VM) @ Aup + WoV @ (Aup * dA64)
+    slack = hs * (aWo @ np.abs(V)) + hd * VM  # |W_o V| - |fl(W_o V)| <= slack for the exact V
+    WoV = np.abs(M) + slack  # >= |W_o V|
+    WVA = np.abs(M @ A) + hn * (np.abs(M) @ A) + slack @ Aup + WoV @ (Aup * dA64)
     Y = np.abs(V @ A) + (gn + hn) * (aV @ Ahat) + (gd + hd) * (mV @ Ahat) + aV @ (Aup * (dA + dA64))
     err = (gd * (VM @ Ahat) + (WoV @ (Aup * alpha)) * (1.0 + beta) + beta * WVA + gn * (aWo @ (aV @ Ahat))
            + gs * (aWo @ Y) + np.sum(VM, axis=1, keepdims=True) * tiny)

@@ -427,6 +427,13 @@ def test_rounding_floor_formula():
     assert 0 < ctx.prec < 200 and want < mpmath.mpf(10) ** -30  # ulp = 2^-prec
 
 
+def _grid_vocab(n, K, d):
+    """All positioned grid tokens j + 1 + c/K (j < n, c in {0..K-1}^d) as columns, in the construction's order."""
+    return np.array(
+        [[(j + 1) + ci / K for ci in cell] for j in range(n) for cell in itertools.product(range(K), repeat=d)]
+    ).T
+
+
 def test_universality_head_d1():
     for n, K in ((3, 2), (4, 3), (10, 2)):
         vocab = np.arange(n * K, dtype=np.float64)[None, :]
@@ -447,9 +454,7 @@ def test_universality_head_d1():
 
 def test_universality_head_d2_is_lemma_d_replayed():
     n, K = 2, 2
-    vocab = np.array(
-        [[(j + 1) + ci / K for ci in cell] for j in range(n) for cell in itertools.product(range(K), repeat=2)]
-    ).T
+    vocab = _grid_vocab(n, K, 2)
     h = un._universality_head(vocab, n, K, 2)
     ref = cm.lemma_d(vocab=vocab, n=n, eps=1.0 / K, c="theory", rng=np.random.default_rng(0))
     other = cm.lemma_d(vocab=vocab, n=n, eps=1.0 / K, c="theory", rng=np.random.default_rng(1))
@@ -462,9 +467,7 @@ def test_universality_head_d2_non_dyadic_K_builds_on_the_float_tokens_separation
     """K = 3, 5, 10: the rounded tokens are a few ulps closer than 1/K; the head takes that separation."""
     n = 2
     for K in (3, 5, 10):
-        vocab = np.array(
-            [[(j + 1) + ci / K for ci in cell] for j in range(n) for cell in itertools.product(range(K), repeat=2)]
-        ).T
+        vocab = _grid_vocab(n, K, 2)
         dists = [
             math.dist(vocab[:, a], vocab[:, b]) for a in range(vocab.shape[1]) for b in range(a + 1, vocab.shape[1])
         ]
@@ -489,9 +492,7 @@ def test_universality_head_d2_caps_eps_at_delta_for_a_wider_vocabulary():
 def _small_head(d, L, K):
     N = K ** (d * L)
     n = L * N + L
-    vocab = np.array(
-        [[(j + 1) + ci / K for ci in cell] for j in range(n) for cell in itertools.product(range(K), repeat=d)]
-    ).T
+    vocab = _grid_vocab(n, K, d)
     return n, un._universality_head(vocab, n, K, d)
 
 
