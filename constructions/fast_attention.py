@@ -90,12 +90,16 @@ def degree_for_log_eps(beta: float, log_eps: float, kind: str = "chebyshev", g_m
     """Least g with log rho_exact(g, beta) <= log_eps, ignoring the float64 floor (for asymptotic rank tables)."""
     if beta == 0.0:
         return 0
+    # log rho is concave in g (its step is log beta - log(g + 2)): the degrees that meet log eps are [0, a) and
+    # (b, inf), so g = 0 is tested first and the search brackets the tail (beta > 1, eps >= 1 has both parts)
+    if log_rho_bound(kind, 0, beta) <= log_eps:
+        return 0
     lo, hi = 0, 1
     while log_rho_bound(kind, hi, beta) > log_eps:
         if hi >= g_max:
             raise ValueError(f"degree needed exceeds g_max={g_max} (beta={beta:g}, log eps={log_eps:g})")
         lo, hi = hi, min(2 * hi, g_max)
-    while lo < hi:  # the bound is decreasing in g once g+1 > beta (and beyond the first doubling)
+    while lo < hi:  # bound(lo) > log eps >= bound(hi), and the tail is where the bound meets log eps
         mid = (lo + hi) // 2
         if log_rho_bound(kind, mid, beta) <= log_eps:
             hi = mid

@@ -233,6 +233,20 @@ def test_degree_for_log_eps_small_degrees_and_ties():
     assert fa.degree_for_log_eps(0.5, _log_rho("chebyshev", 6, 0.5), "chebyshev") == 6
 
 
+def test_degree_for_log_eps_is_least_where_the_bound_first_rises():
+    """Regression: for beta > 1 the bound rises before it falls, so an eps >= 1 can be met at g = 0, missed over
+    a middle range, and met again in the tail; the search bisected the tail and returned g = 8 for
+    (beta 5, log eps 7, taylor), whose g = 0 bound is 5 + ln 5 = 6.61."""
+    assert _log_rho("taylor", 0, 5.0) <= 7.0 < _log_rho("taylor", 1, 5.0)
+    assert fa.degree_for_log_eps(5.0, 7.0, "taylor") == 0
+    for kind in fa.KINDS:
+        for beta in (1.5, 3.0, 5.0, 12.0):
+            peak = max(_log_rho(kind, g, beta) for g in range(60))
+            for log_eps in (-3.0, 0.0, 1.0, _log_rho(kind, 0, beta), _log_rho(kind, 0, beta) + 0.5, peak - 0.1):
+                want = next(g for g in range(10_000) if _log_rho(kind, g, beta) <= log_eps)
+                assert fa.degree_for_log_eps(beta, log_eps, kind) == want, (kind, beta, log_eps)
+
+
 def test_degree_for_log_eps_g_max_is_the_limit_not_a_power_of_two():
     """Regression: the doubling search raised 'degree needed exceeds g_max' when its bracket passed g_max although
     the least degree was <= g_max (g = 9, g_max = 10 raised); now only a need above g_max raises."""
@@ -242,6 +256,8 @@ def test_degree_for_log_eps_g_max_is_the_limit_not_a_power_of_two():
         assert fa.degree_for_log_eps(1.0, log_eps, "taylor", g_max=g_max) == 9, g_max
     with pytest.raises(ValueError, match="exceeds g_max=8"):
         fa.degree_for_log_eps(1.0, log_eps, "taylor", g_max=8)
+    # a tie at g_max itself: log eps equal to the bound at g_max = 8 is met there, no raise
+    assert fa.degree_for_log_eps(1.0, _log_rho("taylor", 8, 1.0), "taylor", g_max=8) == 8
     with pytest.raises(ValueError, match="exceeds g_max=1000000"):
         fa.degree_for_log_eps(1.0, -2e7, "taylor")  # needs g ~ 1.4e6 > the default 10**6
     g = fa.degree_for_log_eps(1.0, -1e7, "taylor")
