@@ -132,26 +132,28 @@ def test_names_and_verdicts_on_a_toy_package(tmp_path):
     assert "| toy.arith |" in rep.stdout and "100.0%" in rep.stdout, rep.stdout
 
 
-def test_a_surviving_mutant_is_reported_survived(tmp_path):
-    root = _toy(tmp_path)
-    (root / "tests" / "test_toy.py").write_text("from toy.arith import add\n\ndef test_add():\n    assert add(2) > 0\n")
-    res = _run(root, "toy/arith.py", "tests/test_toy.py", "--function", "add")
+def _verdicts(root: Path, test_source: str, function: str) -> tuple[dict[str, str], str]:
+    """Run the tool on one function of the toy module against a one-file test suite: (name -> status, stderr)."""
+    (root / "tests" / "test_toy.py").write_text(test_source)
+    res = _run(root, "toy/arith.py", "tests/test_toy.py", "--function", function)
     assert res.returncode == 0, res.stderr
     status = dict(ln.strip().split(": ") for ln in res.stdout.splitlines())
-    assert status and all("x_add__mutmut_" in n for n in status)
+    assert status and all(f"x_{function}__mutmut_" in n for n in status), status
+    return status, res.stderr
+
+
+def test_a_surviving_mutant_is_reported_survived(tmp_path):
+    status, _ = _verdicts(
+        _toy(tmp_path), "from toy.arith import add\n\ndef test_add():\n    assert add(2) > 0\n", "add"
+    )
     assert "survived" in status.values(), status  # `a - b` gives 1 > 0: the weak test cannot see it
 
 
 def test_the_swap_reaches_a_reference_taken_before_the_run(tmp_path):
     """A test module that bound `square` to another name at import (before any mutant) still calls the mutant."""
-    root = _toy(tmp_path)
-    (root / "tests" / "test_toy.py").write_text(
-        "from toy.arith import square\n\nCALLER = square\n\ndef test_square():\n    assert CALLER(3) == 9\n"
-    )
-    res = _run(root, "toy/arith.py", "tests/test_toy.py", "--function", "square")
-    assert res.returncode == 0, res.stderr
-    status = dict(ln.strip().split(": ") for ln in res.stdout.splitlines())
-    assert status and set(status.values()) == {"killed"}, status
+    test = "from toy.arith import square\n\nCALLER = square\n\ndef test_square():\n    assert CALLER(3) == 9\n"
+    status, _ = _verdicts(_toy(tmp_path), test, "square")
+    assert set(status.values()) == {"killed"}, status
 
 
 def test_a_mutant_it_cannot_swap_in_is_not_checked_never_killed(tmp_path):
@@ -160,14 +162,9 @@ def test_a_mutant_it_cannot_swap_in_is_not_checked_never_killed(tmp_path):
     root = _toy(tmp_path)
     arith = root / "toy" / "arith.py"
     arith.write_text(arith.read_text() + "\n\ndef inc(x):\n    return x + 1\n\n\ninc = functools.partial(inc)\n")
-    (root / "tests" / "test_toy.py").write_text(
-        "from toy.arith import inc\n\ndef test_inc():\n    assert inc(1) == 2\n"
-    )
-    res = _run(root, "toy/arith.py", "tests/test_toy.py", "--function", "inc")
-    assert res.returncode == 0, res.stderr
-    status = dict(ln.strip().split(": ") for ln in res.stdout.splitlines())
-    assert status and set(status.values()) == {"not checked"}, status
-    assert "not applied" in res.stderr
+    status, stderr = _verdicts(root, "from toy.arith import inc\n\ndef test_inc():\n    assert inc(1) == 2\n", "inc")
+    assert set(status.values()) == {"not checked"}, status
+    assert "not applied" in stderr
 
 
 def test_bad_input_exits_2(tmp_path):
