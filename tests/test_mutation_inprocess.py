@@ -84,6 +84,11 @@ def _toy(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _statuses(stdout: str) -> dict[str, str]:
+    """NAME -> status from the tool's `    NAME: status` lines."""
+    return dict(ln.strip().split(": ") for ln in stdout.splitlines())
+
+
 def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
@@ -102,7 +107,7 @@ def test_names_and_verdicts_on_a_toy_package(tmp_path):
 
     res = _run(root, "toy/arith.py", "tests/test_toy.py", "--timeout", "20")
     assert res.returncode == 0, res.stderr
-    status = dict(ln.strip().split(": ") for ln in res.stdout.splitlines())
+    status = _statuses(res.stdout)
     assert set(status) == set(names)
     for name, verdict in status.items():
         if "x_add" in name or "double" in name or "x_square" in name:
@@ -113,8 +118,8 @@ def test_names_and_verdicts_on_a_toy_package(tmp_path):
     assert set(down.values()) <= {"killed", "timeout"}, down
     # --report ends with the kill-rate table, the judged equivalents subtracted
     (root / "eq").mkdir()
-    down_survivors = [n for n, v in status.items() if v == "survived"]
-    assert not down_survivors, down_survivors
+    survivors = [n for n, v in status.items() if v == "survived"]
+    assert not survivors, survivors
     (root / "eq" / "toy.md").write_text("- `toy.arith.x_add__mutmut_1`  # judged for the test\n")
     rep = _run(
         root, "toy/arith.py", "tests/test_toy.py", "--function", "add", "--report", "--equivalents", str(root / "eq")
@@ -137,7 +142,7 @@ def _verdicts(root: Path, test_source: str, function: str) -> tuple[dict[str, st
     (root / "tests" / "test_toy.py").write_text(test_source)
     res = _run(root, "toy/arith.py", "tests/test_toy.py", "--function", function)
     assert res.returncode == 0, res.stderr
-    status = dict(ln.strip().split(": ") for ln in res.stdout.splitlines())
+    status = _statuses(res.stdout)
     assert status and all(f"x_{function}__mutmut_" in n for n in status), status
     return status, res.stderr
 
